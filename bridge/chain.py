@@ -1,0 +1,140 @@
+"""Chain access: web3 connection, contract artifacts shipped in the package, signed transactions."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from enum import IntEnum
+from importlib import resources
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxParams, TxReceipt
+
+GWEI = 10**9
+
+
+class JobStatus(IntEnum):
+    """Mirrors `JobManager.JobStatus`."""
+
+    NONE = 0
+    REQUESTED = 1
+    COMPLETED = 2
+    FAILED = 3
+    CANCELLED = 4
+
+
+@dataclass(frozen=True)
+class OnChainJob:
+    requester: str
+    consumer: str
+    fee: int
+    deadline: int
+    callback_gas_limit: int
+    status: JobStatus
+    exit_code: int
+    result_cid: str
+
+
+class ChainError(RuntimeError):
+    """The chain refused or reverted what we asked."""
+
+
+def load_artifact(name: str) -> dict[str, Any]:
+    """ABI and bytecode compiled by Hardhat and exported into the package (no Node.js needed)."""
+    text = resources.files("bridge").joinpath("artifacts", f"{name}.json").read_text()
+    artifact: dict[str, Any] = json.loads(text)
+    return artifact
+
+
+def connect(rpc_url: str, timeout: float = 30.0) -> Web3:
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    if not w3.is_connected():
+        raise ChainError(f"no RPC at {rpc_url}: start a node or set COD_RPC_URL")
+    return w3
+
+
+def job_manager(w3: Web3, address: str) -> Contract:
+    abi = load_artifact("JobManager")["abi"]
+    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+
+
+def read_job(contract: Contract, job_id: int) -> OnChainJob:
+    raw = contract.functions.getJob(job_id).call()
+    return OnChainJob(
+        requester=raw[0], consumer=raw[1], fee=int(raw[2]), deadline=int(raw[3]),
+        callback_gas_limit=int(raw[4]), status=JobStatus(raw[5]), exit_code=int(raw[6]),
+        result_cid=str(raw[7]),
+    )
+
+
+class TxSender:
+    """Signs and sends transactions from one key, owning its nonce (one sender per key per process).
+
+    EIP-1559 fees: `maxFee = 2 × baseFee + tip`, capped at `max_fee_gwei`.
+    """
+
+    def __init__(self, w3: Web3, private_key: str, max_fee_gwei: float = 500.0,
+                 priority_fee_gwei: float = 1.0, receipt_timeout_s: float = 120.0) -> None:
+        self.w3 = w3
+        self.account: LocalAccount = Account.from_key(private_key)
+        self._max_fee = int(max_fee_gwei * GWEI)
+        self._tip = int(priority_fee_gwei * GWEI)
+        self._receipt_timeout = receipt_timeout_s
+        self._lock = threading.Lock()
+        self._nonce: int | None = None
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def _fees(self) -> dict[str, int]:
+        base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        max_fee = min(2 * base_fee + self._tip, self._max_fee)
+        return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": min(self._tip, max_fee)}
+
+    def send(self, tx: TxParams, wait: bool = True) -> TxReceipt | str:
+        """Fill nonce, fees and gas, sign, send; wait for the receipt unless `wait` is False."""
+        with self._lock:
+            if self._nonce is None:
+                self._nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
+            tx = dict(tx)  # type: ignore[assignment]
+            tx.setdefault("from", self.account.address)
+            tx.setdefault("chainId", self.w3.eth.chain_id)
+            tx.update(self._fees())  # type: ignore[typeddict-item]
+            tx["nonce"] = self._nonce
+            if "gas" not in tx:
+                estimate = self.w3.eth.estimate_gas(tx)
+                tx["gas"] = estimate + estimate // 5 + 20_000
+            signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Exception:
+                self._nonce = None  # re-read from the node next time
+                raise
+            self._nonce += 1
+        if not wait:
+            return tx_hash.to_0x_hex()
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self._receipt_timeout)
+
+    def transact(self, call: Any, value: int = 0) -> TxReceipt:
+        """Send a contract function call (`contract.functions.f(...)`) and wait for its receipt."""
+        tx = call.build_transaction({"from": self.account.address, "value": value, "gas": 1})
+        tx.pop("gas")
+        for key in ("maxFeePerGas", "maxPriorityFeePerGas", "nonce"):
+            tx.pop(key, None)
+        receipt = self.send(tx)
+        assert not isinstance(receipt, str)
+        if receipt["status"] != 1:
+            raise ChainError(f"transaction {receipt['transactionHash'].to_0x_hex()} reverted")
+        return receipt
+
+    def deploy(self, name: str, *args: Any) -> str:
+        artifact = load_artifact(name)
+        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        receipt = self.transact(factory.constructor(*args))
+        return str(receipt["contractAddress"])

@@ -1,0 +1,45 @@
+"""Bridge settings: `COD_*` environment variables over the TOML file named by `COD_CONFIG`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from executor.config import CodSettings
+
+
+class BridgeSettings(CodSettings):
+    rpc_url: str = "http://127.0.0.1:8545"
+    contract: str | None = None  # JobManager address
+    oracle_key: SecretStr | None = None  # the bridge's key: fulfils and fails jobs
+    private_key: SecretStr | None = None  # a user's key, for requests from the command line
+    confirmations: int = 0  # blocks to wait before acting on an event (0 for dev chains)
+    start_block: int = 0  # where to read from when the ledger has no checkpoint yet
+    log_chunk_blocks: int = 2000  # eth_getLogs range per request
+    poll_interval_s: float = 0.5
+    ledger_url: str = "sqlite:///cod-ledger.sqlite"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    ipfs_api: str = "http://127.0.0.1:5001"
+    max_fee_gwei: float = 500.0  # never pay more per gas than this
+    priority_fee_gwei: float = 1.0
+    receipt_timeout_s: float = 120.0
+
+    def require_contract(self) -> str:
+        if not self.contract:
+            raise ValueError("no JobManager address: set COD_CONTRACT (cod contracts deploy prints it)")
+        return self.contract
+
+    def require_oracle_key(self) -> str:
+        if self.oracle_key is None:
+            raise ValueError("no oracle key: set COD_ORACLE_KEY")
+        return self.oracle_key.get_secret_value()
+
+    def require_key(self) -> str:
+        if self.private_key is None:
+            raise ValueError("no signing key: set COD_PRIVATE_KEY")
+        return self.private_key.get_secret_value()
+
+
+def ledger_url_for(state_dir: Path) -> str:
+    return f"sqlite:///{state_dir / 'ledger.sqlite'}"

@@ -1,0 +1,272 @@
+"""`cod devstack`: the whole stack on one machine, for development, tests and the demo.
+
+It starts anvil, a Kubo daemon, Redis and (if none runs) the Docker engine, deploys the JobManager,
+then starts the bridge and one executor worker. Everything it started, it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import httpx
+from docker.errors import DockerException
+from eth_account import Account
+
+from bridge.chain import TxSender, connect, job_manager
+from bridge.devimages import ensure_busybox_image
+
+# anvil's well-known dev accounts (mnemonic "test test … junk"): never use them on a real chain.
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+DEFAULT_MIN_FEE_WEI = 10**15  # 0.001 ETH
+DEFAULT_JOB_WINDOW_S = 3600
+DEFAULT_MAX_CALLBACK_GAS = 2_000_000
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DevStackError(RuntimeError):
+    pass
+
+
+def dev_key(index: int) -> str:
+    Account.enable_unaudited_hdwallet_features()
+    account = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return str(account.key.to_0x_hex())
+
+
+def free_port(preferred: int = 0) -> int:
+    """`preferred` if it is free, else any free port."""
+    for candidate in (preferred, 0) if preferred else (0,):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise DevStackError("no free port")
+
+
+def find_anvil() -> str:
+    candidates = [
+        os.environ.get("COD_ANVIL_BIN", ""),
+        shutil.which("anvil") or "",
+        str(PROJECT_ROOT / "contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"),
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise DevStackError("anvil not found: run scripts/bootstrap.sh (it installs it with npm)")
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float,
+              process: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text()[-2000:] if log and log.exists() else ""
+            raise DevStackError(f"{what} exited with {process.returncode}:\n{tail}")
+        try:
+            if check():
+                return
+        except Exception:  # not up yet
+            pass
+        time.sleep(0.2)
+    raise DevStackError(f"{what} did not come up within {timeout:.0f} s")
+
+
+@dataclass
+class DevStack:
+    state_dir: Path
+    block_time: int = 1
+    with_bridge: bool = True
+    with_worker: bool = True
+    preferred_ports: bool = True
+    python: str = sys.executable
+    env: dict[str, str] = field(default_factory=dict)
+    _processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.state_dir = self.state_dir.resolve()
+        self.logs = self.state_dir / "logs"
+        self.user_key = dev_key(0)
+        self.oracle_key = dev_key(1)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> dict[str, str]:
+        """Start everything; returns the `COD_*` variables that point at this stack."""
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)  # a dev chain starts empty: so must everything else
+        self.logs.mkdir(parents=True)
+        try:
+            self._start_docker()
+            ensure_busybox_image()
+            rpc_url = self._start_anvil()
+            ipfs_api = self._start_kubo()
+            broker_url = self._start_redis()
+            contract = self._deploy(rpc_url)
+            self.env = {
+                "COD_RPC_URL": rpc_url,
+                "COD_CONTRACT": contract,
+                "COD_IPFS_API": ipfs_api,
+                "COD_BROKER_URL": broker_url,
+                "COD_PRIVATE_KEY": self.user_key,
+                "COD_LEDGER_URL": f"sqlite:///{self.state_dir / 'ledger.sqlite'}",
+                "COD_CONFIRMATIONS": "0",
+            }
+            if self.with_worker:
+                self.start_worker("node-1")
+            if self.with_bridge:
+                self.start_bridge()
+        except BaseException:
+            self.stop()
+            raise
+        (self.state_dir / "env").write_text(self.exports())
+        return self.env
+
+    def exports(self) -> str:
+        return "".join(f"export {name}={value}\n" for name, value in self.env.items())
+
+    def stop(self) -> None:
+        for name, process in reversed(self._processes):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            del name
+        self._processes.clear()
+
+    def check_alive(self) -> list[str]:
+        """Names of started processes that have exited."""
+        return [name for name, process in self._processes if process.poll() is not None]
+
+    # -- components ------------------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None
+               ) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+        self._processes.append((name, process))
+        return process
+
+    def _port(self, preferred: int) -> int:
+        return free_port(preferred if self.preferred_ports else 0)
+
+    def _start_docker(self) -> None:
+        try:
+            docker.from_env(timeout=5).ping()
+            return
+        except DockerException:
+            pass
+        dockerd = shutil.which("dockerd")
+        if dockerd is None:
+            raise DevStackError("no Docker engine and no dockerd: run scripts/bootstrap.sh")
+        process = self._spawn("dockerd", [dockerd])
+        _wait_for("dockerd", lambda: bool(docker.from_env(timeout=5).ping()), 60, process,
+                  self.logs / "dockerd.log")
+
+    def _start_anvil(self) -> str:
+        port = self._port(8545)
+        args = [find_anvil(), "--host", "127.0.0.1", "--port", str(port),
+                "--mnemonic", ANVIL_MNEMONIC]
+        if self.block_time > 0:
+            args += ["--block-time", str(self.block_time)]
+        process = self._spawn("anvil", args)
+        url = f"http://127.0.0.1:{port}"
+        _wait_for("anvil", lambda: connect(url, timeout=2).eth.block_number >= 0, 30, process,
+                  self.logs / "anvil.log")
+        return url
+
+    def _start_kubo(self) -> str:
+        ipfs = shutil.which("ipfs")
+        if ipfs is None:
+            raise DevStackError("Kubo (ipfs) not found: run scripts/bootstrap.sh")
+        repo = self.state_dir / "ipfs"
+        env = {"IPFS_PATH": str(repo)}
+        api_port, gateway_port, swarm_port = (self._port(5001), self._port(8080),
+                                              self._port(4001))
+
+        def ipfs_cmd(*args: str) -> None:
+            subprocess.run([ipfs, *args], check=True, env={**os.environ, **env},
+                           capture_output=True)
+
+        # The "test" profile: no bootstrap peers, no MDNS, loopback only: a private node.
+        ipfs_cmd("init", "--profile=test", "--empty-repo")
+        ipfs_cmd("config", "Addresses.API", f"/ip4/127.0.0.1/tcp/{api_port}")
+        ipfs_cmd("config", "Addresses.Gateway", f"/ip4/127.0.0.1/tcp/{gateway_port}")
+        ipfs_cmd("config", "--json", "Addresses.Swarm", f'["/ip4/127.0.0.1/tcp/{swarm_port}"]')
+        process = self._spawn("kubo", [ipfs, "daemon"], env)
+        url = f"http://127.0.0.1:{api_port}"
+        _wait_for("kubo", lambda: httpx.post(f"{url}/api/v0/id", timeout=2).status_code == 200,
+                  60, process, self.logs / "kubo.log")
+        return url
+
+    def _start_redis(self) -> str:
+        redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+        port = self._port(6379)
+        process = self._spawn("redis", [redis, "--port", str(port), "--bind", "127.0.0.1",
+                                        "--save", "", "--appendonly", "no",
+                                        "--dir", str(self.state_dir)])
+        _wait_for("redis", lambda: _redis_ping(port), 30, process, self.logs / "redis.log")
+        return f"redis://127.0.0.1:{port}/0"
+
+    def _deploy(self, rpc_url: str) -> str:
+        w3 = connect(rpc_url)
+        owner = TxSender(w3, self.user_key)
+        address = owner.deploy("JobManager", DEFAULT_MIN_FEE_WEI, DEFAULT_JOB_WINDOW_S,
+                               DEFAULT_MAX_CALLBACK_GAS)
+        oracle = TxSender(w3, self.oracle_key).address
+        owner.transact(job_manager(w3, address).functions.setOracle(oracle, True))
+        return address
+
+    def start_worker(self, node_id: str, extra_env: dict[str, str] | None = None
+                     ) -> subprocess.Popen[bytes]:
+        env = {**self.env, "COD_NODE_ID": node_id,
+               "COD_WORK_DIR": str(self.state_dir / "work" / node_id), **(extra_env or {})}
+        process = self._spawn(f"worker-{node_id}",
+                              [self.python, "-m", "bridge.cli", "worker", "--concurrency", "1"],
+                              env)
+        _wait_for(f"worker {node_id}", lambda: self._worker_ready(node_id), 60, process,
+                  self.logs / f"worker-{node_id}.log")
+        return process
+
+    def _worker_ready(self, node_id: str) -> bool:
+        return "ready" in (self.logs / f"worker-{node_id}.log").read_text()
+
+    def start_bridge(self) -> subprocess.Popen[bytes]:
+        env = {**self.env, "COD_ORACLE_KEY": self.oracle_key, "COD_POLL_INTERVAL_S": "0.25"}
+        log = self.logs / "bridge.log"
+        offset = log.stat().st_size if log.exists() else 0
+        process = self._spawn("bridge", [self.python, "-m", "bridge.cli", "bridge"], env)
+        _wait_for("bridge", lambda: "bridge for" in log.read_bytes()[offset:].decode(), 30,
+                  process, log)
+        return process
+
+    def stop_process(self, prefix: str, kill: bool = False) -> None:
+        """Stop the started processes whose name starts with `prefix` (tests restart the bridge)."""
+        for name, process in list(self._processes):
+            if name.startswith(prefix):
+                if kill:
+                    process.kill()
+                else:
+                    process.terminate()
+                process.wait(timeout=30)
+                self._processes.remove((name, process))
+
+
+def _redis_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16).startswith(b"+PONG")

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {JobManager} from "../JobManager.sol";
+
+/// @dev A requester contract whose `receive` accepts, reverts, or re-enters `withdraw`.
+contract ContractRequester {
+    enum Mode {
+        Accept,
+        Revert,
+        Reenter
+    }
+
+    JobManager public immutable manager;
+    Mode public mode;
+    bytes public reentryError;
+    uint256 public received;
+
+    constructor(JobManager manager_) {
+        manager = manager_;
+    }
+
+    function setMode(Mode mode_) external {
+        mode = mode_;
+    }
+
+    function request(string calldata spec) external payable returns (uint256) {
+        return manager.requestJob{value: msg.value}(spec, address(0), 0);
+    }
+
+    function cancel(uint256 jobId) external {
+        manager.cancelJob(jobId);
+    }
+
+    function withdraw() external {
+        manager.withdraw();
+    }
+
+    receive() external payable {
+        if (mode == Mode.Revert) revert("ContractRequester: rejected");
+        if (mode == Mode.Reenter) {
+            try manager.withdraw() {} catch (bytes memory e) {
+                reentryError = e;
+            }
+        }
+        received += msg.value;
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// Copies the ABI and bytecode of the contracts the Python side uses from Hardhat's artifacts
+// into bridge/artifacts/<Name>.json, so a Python user never needs Node.js at run time.
+// Run after `npx hardhat compile` (or use `npm run build`, which does both).
+"use strict";
+
+const fs = require("fs");
+const path = require("path");
+
+const ARTIFACTS = path.join(__dirname, "..", "artifacts", "contracts");
+const OUT_DIR = path.join(__dirname, "..", "..", "bridge", "artifacts");
+
+// [source path under contracts/, contract name, whether bytecode is shipped]
+const EXPORTS = [
+  ["JobManager.sol", "JobManager", true],
+  ["IJobConsumer.sol", "IJobConsumer", false],
+  ["examples/TwoStagePipeline.sol", "TwoStagePipeline", true],
+  ["examples/FanOutConsumer.sol", "FanOutConsumer", true],
+];
+
+function main() {
+  fs.mkdirSync(OUT_DIR, { recursive: true });
+  for (const [source, name, withBytecode] of EXPORTS) {
+    const file = path.join(ARTIFACTS, source, `${name}.json`);
+    if (!fs.existsSync(file)) {
+      throw new Error(`missing ${file}: run \`npx hardhat compile\` first`);
+    }
+    const artifact = JSON.parse(fs.readFileSync(file, "utf8"));
+    const out = { contractName: name, abi: artifact.abi };
+    if (withBytecode) out.bytecode = artifact.bytecode;
+    const target = path.join(OUT_DIR, `${name}.json`);
+    fs.writeFileSync(target, JSON.stringify(out, null, 2) + "\n");
+    console.log(`wrote ${path.relative(process.cwd(), target)}`);
+  }
+}
+
+main();

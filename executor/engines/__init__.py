@@ -1,0 +1,1 @@
+"""Execution engines behind one small interface (see `base.Engine`)."""

@@ -1,0 +1,168 @@
+"""The job spec: the JSON text a requester passes to `requestJob`.
+
+One pydantic model, imported by the bridge (to reject a bad spec before it is dispatched) and by
+the executor (to run it). Concepts mirror Bacalhau's Task: engine, inputs, result paths, resources,
+network, timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_TIMEOUT_S = 24 * 3600
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+          "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be run; the message names the offending field."""
+
+
+def parse_size(text: str | int) -> int:
+    """Parse '512Mi', '1GB', '100M' or a plain byte count into bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512Mi, 2G, 1048576)")
+    number, unit = match.groups()
+    unit = (unit or "").upper().removesuffix("B")
+    return int(float(number) * _UNITS[unit])
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or "/../" in f"{value}/" or "\x00" in value:
+        raise ValueError(f"must be an absolute path without '..': {value!r}")
+    return value.rstrip("/") or "/"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSource(_Strict):
+    """Data mounted read-only into the job: `ipfs://CID[/path]` or an http(s) URL."""
+
+    source: str
+    target: str
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value.startswith("ipfs://"):
+            if not re.fullmatch(r"ipfs://[A-Za-z0-9]{10,100}(/[^\x00]*)?", value):
+                raise ValueError(f"not an ipfs://CID[/path] source: {value!r}")
+            return value
+        if value.startswith(("https://", "http://")):
+            return value
+        raise ValueError(f"unsupported source {value!r}: use ipfs://CID or https://URL")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        return _absolute_path(value)
+
+
+class OutputPath(_Strict):
+    """A writable directory in the job whose content is published under the output's name."""
+
+    name: str
+    path: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value) or value in {"stdout", "stderr", "exitCode"}:
+            raise ValueError(f"invalid output name {value!r}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _absolute_path(value)
+
+
+class Resources(_Strict):
+    """What the job may use. Sizes accept Kubernetes/Bacalhau notation (512Mi, 1G)."""
+
+    cpu: Annotated[float, Field(gt=0, le=256)] = 1.0
+    memory: str = "512Mi"
+    disk: str | None = None
+    gpu: Annotated[int, Field(ge=0, le=16)] = 0
+
+    @field_validator("memory", "disk")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and parse_size(value) < 4 * 1024 * 1024:
+            raise ValueError(f"{value!r} is below the 4Mi minimum")
+        return value
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_size(self.memory)
+
+
+class JobSpec(_Strict):
+    """A job: what to run, over which data, with which limits."""
+
+    engine: Literal["docker", "wasm"] = "docker"
+    image: Annotated[str, Field(min_length=1, max_length=256)]
+    entrypoint: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    inputs: list[InputSource] = Field(default_factory=list)
+    outputs: list[OutputPath] = Field(
+        default_factory=lambda: [OutputPath(name="outputs", path="/outputs")]
+    )
+    resources: Resources = Field(default_factory=Resources)
+    network: Literal["none", "full"] = "none"
+    timeout: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_S)] = 600
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"invalid environment variable name {key!r}")
+        return value
+
+    @field_validator("outputs")
+    @classmethod
+    def _unique_outputs(cls, value: list[OutputPath]) -> list[OutputPath]:
+        names = [o.name for o in value]
+        if len(set(names)) != len(names):
+            raise ValueError("output names must be unique")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute_path(value)
+
+    def to_json(self) -> str:
+        """Compact JSON, the form passed on-chain."""
+        return self.model_dump_json(exclude_defaults=True)
+
+
+def parse_spec(text: str) -> JobSpec:
+    """Parse and validate a spec string, raising SpecError that names the offending field."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"invalid spec: not valid JSON ({exc.msg} at position {exc.pos})") from exc
+    if not isinstance(raw, dict):
+        raise SpecError("invalid spec: expected a JSON object")
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "spec"
+        message = first["msg"].removeprefix("Value error, ")
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise SpecError(f"invalid spec: field '{field}': {message}{more}") from exc

@@ -13,7 +13,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
-from web3.types import TxParams, TxReceipt
+from web3.types import Nonce, TxParams, TxReceipt
 
 GWEI = 10**9
 
@@ -106,7 +106,7 @@ class TxSender:
             tx.setdefault("from", self.account.address)
             tx.setdefault("chainId", self.w3.eth.chain_id)
             tx.update(self._fees())  # type: ignore[typeddict-item]
-            tx["nonce"] = self._nonce
+            tx["nonce"] = Nonce(self._nonce)
             if "gas" not in tx:
                 estimate = self.w3.eth.estimate_gas(tx)
                 tx["gas"] = estimate + estimate // 5 + 20_000

@@ -90,6 +90,7 @@ class DevStack:
     with_worker: bool = True
     preferred_ports: bool = True
     python: str = sys.executable
+    worker_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     _processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
@@ -234,7 +235,8 @@ class DevStack:
     def start_worker(self, node_id: str, extra_env: dict[str, str] | None = None
                      ) -> subprocess.Popen[bytes]:
         env = {**self.env, "COD_NODE_ID": node_id,
-               "COD_WORK_DIR": str(self.state_dir / "work" / node_id), **(extra_env or {})}
+               "COD_WORK_DIR": str(self.state_dir / "work" / node_id), **self.worker_env,
+               **(extra_env or {})}
         process = self._spawn(f"worker-{node_id}",
                               [self.python, "-m", "bridge.cli", "worker", "--concurrency", "1"],
                               env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,5 @@ class DockerEngine:
         return truncated
 
     def _remove_if_exists(self, name: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self._client.containers.get(name).remove(force=True)
-        except NotFound:
-            pass

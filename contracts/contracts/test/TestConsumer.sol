@@ -13,6 +13,7 @@ contract TestConsumer is JobConsumer {
     uint256 public gasAtEntry;
     uint256 public results;
     uint256 public failures;
+    uint8 public statusAtCallback;
 
     constructor(IJobManager jobManager_) JobConsumer(jobManager_) {}
 
@@ -25,6 +26,7 @@ contract TestConsumer is JobConsumer {
         lastJobId = jobId;
         lastResultCid = resultCid;
         lastExitCode = exitCode;
+        statusAtCallback = uint8(jobManager.getJob(jobId).status);
         ++results;
     }
 
@@ -32,6 +34,7 @@ contract TestConsumer is JobConsumer {
         gasAtEntry = gasleft();
         lastJobId = jobId;
         lastReason = reason;
+        statusAtCallback = uint8(jobManager.getJob(jobId).status);
         ++failures;
     }
 }

@@ -1,0 +1,13 @@
+.PHONY: demo test bootstrap lint
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+demo: bootstrap
+	bash scripts/demo.sh
+
+test: bootstrap
+	bash scripts/test.sh
+
+lint:
+	.venv/bin/ruff check bridge executor tests bench && .venv/bin/mypy

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs everything cod needs on Debian 12 (as root), idempotently, and starts the Docker engine.
+# Only package registries are reachable: Debian, PyPI, npm and the Go module proxy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+KUBO_VERSION=v0.42.0   # v0.43 pins a go-libp2p fork that the Go proxy does not serve
+log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
+
+# --- Debian packages --------------------------------------------------------------------------
+APT_PACKAGES=(docker.io redis-server busybox-static iproute2 git)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The Debian redis-server package starts a system instance; cod starts its own on other ports.
+
+# --- Docker engine ----------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  nohup dockerd >/var/log/cod-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/cod-dockerd.log" >&2; exit 1; }
+fi
+
+# --- Kubo (IPFS), built from source through the Go module proxy -------------------------------
+if ! command -v ipfs >/dev/null || [[ "$(ipfs version --number 2>/dev/null)" != "${KUBO_VERSION#v}" ]]; then
+  command -v go >/dev/null || { echo "Go is needed to build Kubo; install Go >= 1.25" >&2; exit 1; }
+  log "building Kubo ${KUBO_VERSION} (a few minutes, once)"
+  dir=$(go mod download -json "github.com/ipfs/kubo@${KUBO_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  (cd "$dir" && go build -trimpath -o /usr/local/bin/ipfs ./cmd/ipfs)
+fi
+
+# --- Node: Hardhat, solcjs, anvil -------------------------------------------------------------
+if [[ ! -f contracts/node_modules/.package-lock.json ]] || [[ contracts/package-lock.json -nt contracts/node_modules/.package-lock.json ]]; then
+  log "installing contract tooling (npm ci)"
+  (cd contracts && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# --- Python -----------------------------------------------------------------------------------
+stamp=.venv/.cod-installed
+if [[ ! -x .venv/bin/python ]]; then
+  log "creating .venv"
+  python3 -m venv .venv || { apt-get install -y -q python3-venv && python3 -m venv .venv; }
+fi
+if [[ ! -f $stamp ]] || [[ pyproject.toml -nt $stamp ]]; then
+  log "installing the cod Python package"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+
+# --- Local images (no registry is reachable) --------------------------------------------------
+.venv/bin/python -c 'from bridge.devimages import ensure_busybox_image; ensure_busybox_image()'
+log "ready: $(ipfs version) · $(docker version --format 'docker {{.Server.Version}}') · $(.venv/bin/python --version)"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, type checks, contract tests, then the Python tests against real
+# anvil, Kubo, Redis, Celery workers and Docker (started by the tests themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== ruff";  .venv/bin/ruff check bridge executor tests bench
+echo "== mypy";  .venv/bin/mypy
+echo "== contracts (hardhat)"; (cd contracts && npx hardhat test)
+echo "== python (pytest)"; .venv/bin/pytest -v -p no:cacheprovider "$@"

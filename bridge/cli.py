@@ -80,11 +80,13 @@ def devstack(
 def bridge_cmd() -> None:
     """Run the bridge: listen for requests, dispatch them, submit results."""
     from bridge.chain import ChainError
+    from bridge.logs import configure
     from bridge.service import Bridge
 
-    _logging()
+    settings = BridgeSettings()
+    configure(json_logs=settings.json_logs)
     try:
-        Bridge(BridgeSettings()).run_forever()
+        Bridge(settings).run_forever()
     except (ChainError, ValueError) as exc:
         raise _fail(str(exc)) from None
 

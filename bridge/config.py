@@ -24,6 +24,12 @@ class BridgeSettings(CodSettings):
     max_fee_gwei: float = 500.0  # never pay more per gas than this
     priority_fee_gwei: float = 1.0
     receipt_timeout_s: float = 120.0
+    bump_after_blocks: int = 3  # replace a transaction not mined after this many blocks
+    stall_grace_s: float = 60.0  # a started job silent this long past its timeout is re-run
+    max_attempts: int = 3  # executions of one job before it is failed
+    reconcile_interval_s: float = 5.0
+    metrics_port: int = 0  # serve Prometheus metrics on 127.0.0.1:PORT (0: off)
+    json_logs: bool = True
 
     def require_contract(self) -> str:
         if not self.contract:

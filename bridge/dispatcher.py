@@ -1,31 +1,62 @@
-"""Turns recorded jobs into Celery tasks, and collects their outcomes from the result backend."""
+"""Turns recorded jobs into Celery tasks, and collects their outcomes from the result backend.
+
+Each dispatch is an *attempt* with its own task id (`chainId:contract:jobId:attempt`) and carries
+the broker's epoch (see `BrokerEpoch`), so the reconciler can tell a job the broker lost from one
+that is still queued.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 
+import redis
 from celery import Celery
 from celery.result import AsyncResult
 
+from bridge import metrics
 from bridge.ledger import Job, JobState, Ledger
+from bridge.logs import job_extra
 from executor.celery_app import EXECUTE_JOB
 from executor.runner import JobOutcome
 from executor.spec import SpecError, parse_spec
 
 log = logging.getLogger(__name__)
+EPOCH_KEY = "cod:broker-epoch"
+
+
+class BrokerEpoch:
+    """A random id kept in the broker's Redis. If Redis restarts without persistence it is gone:
+    every task dispatched under the old epoch was lost with it and must be dispatched again."""
+
+    def __init__(self, broker_url: str) -> None:
+        self._redis = redis.Redis.from_url(broker_url, socket_timeout=5)
+
+    def current(self) -> str:
+        value = self._redis.get(EPOCH_KEY)
+        if value is None:
+            self._redis.set(EPOCH_KEY, uuid.uuid4().hex, nx=True)
+            value = self._redis.get(EPOCH_KEY)
+        assert value is not None
+        return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Dispatcher:
-    def __init__(self, app: Celery, ledger: Ledger, chain_id: int, contract: str) -> None:
+    def __init__(self, app: Celery, ledger: Ledger, epoch: BrokerEpoch, chain_id: int,
+                 contract: str) -> None:
         self._app = app
         self._ledger = ledger
+        self._epoch = epoch
         self._chain_id = chain_id
         self._contract = contract
+        self._started: dict[str, float] = {}  # task id → when we first saw it started
 
     def dispatch_pending(self) -> int:
         """Send every job in `requested` to the executors; a spec that fails validation is
         rejected here, without using a compute node."""
-        jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.REQUESTED)
+        jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.REQUESTED, limit=500)
+        epoch = self._epoch.current() if jobs else ""
         for job in jobs:
             try:
                 parse_spec(job.spec)
@@ -33,32 +64,65 @@ class Dispatcher:
                 self._ledger.update(job, "rejected", str(exc), state=JobState.REJECTED,
                                     reason=str(exc))
                 continue
-            attempt = job.attempts + 1
-            task_id = f"{job.key}:{attempt}"
-            self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id)
-            self._ledger.update(job, "queued", f"task {task_id}", state=JobState.DISPATCHED,
-                                task_id=task_id, attempts=attempt)
+            self.send(job, epoch)
         return len(jobs)
+
+    def send(self, job: Job, epoch: str) -> None:
+        attempt = job.attempts + 1
+        task_id = f"{job.key}:{attempt}"
+        self._ledger.add_attempt(job, attempt, task_id)
+        self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id)
+        self._ledger.update(job, "queued", f"attempt {attempt}, task {task_id}",
+                            state=JobState.DISPATCHED, task_id=task_id, attempts=attempt,
+                            broker_epoch=epoch, dispatched_at=time.time())
+        log.info("dispatched %s", task_id, **job_extra(job.key))  # type: ignore[arg-type]
 
     def collect(self) -> int:
         """Move jobs whose task finished to `executed` (or `rejected`); returns how many."""
         done = 0
         for job in self._ledger.jobs_in(self._chain_id, self._contract, JobState.DISPATCHED,
-                                        limit=1000):
+                                        limit=2000):
+            assert job.task_id is not None
             result = AsyncResult(job.task_id, app=self._app)
-            if result.state == "SUCCESS":
+            state = result.state
+            if state == "STARTED":
+                self._note_started(job, result)
+                continue
+            if state == "SUCCESS":
+                self._note_started(job, result)
                 self._record(job, JobOutcome(**result.result))
-            elif result.state == "FAILURE":
+            elif state == "FAILURE":
                 reason = f"executor error: {type(result.result).__name__}: {result.result}"
+                self._ledger.finish_attempt(job.task_id, error=reason[:1000])
                 self._ledger.update(job, "rejected", reason, state=JobState.REJECTED,
                                     reason=reason[:500])
             else:
                 continue
+            self._started.pop(job.task_id, None)
             result.forget()
             done += 1
         return done
 
+    def started_at(self, task_id: str) -> float | None:
+        return self._started.get(task_id)
+
+    def _note_started(self, job: Job, result: AsyncResult) -> None:
+        assert job.task_id is not None
+        if job.task_id in self._started:
+            return
+        self._started[job.task_id] = time.time()
+        info = result.info if isinstance(result.info, dict) else {}
+        host = str(info.get("hostname", "a worker"))
+        if job.dispatched_at:
+            metrics.QUEUE_LATENCY.observe(max(0.0, time.time() - job.dispatched_at))
+        self._ledger.update(job, "running", f"on {host}", node=host)
+
     def _record(self, job: Job, outcome: JobOutcome) -> None:
+        assert job.task_id is not None
+        metrics.EXECUTION_TIME.observe(outcome.duration_s)
+        self._ledger.finish_attempt(job.task_id, node=outcome.node, duration_s=outcome.duration_s,
+                                    exit_code=outcome.exit_code, result_cid=outcome.result_cid,
+                                    error=None if outcome.status == "completed" else outcome.reason)
         if outcome.status == "completed":
             detail = f"on {outcome.node}: exit {outcome.exit_code}, {outcome.result_cid}"
             self._ledger.update(job, "published", detail, state=JobState.EXECUTED,

@@ -1,8 +1,9 @@
-"""The bridge's durable state (SQLAlchemy 2; SQLite by default, any SQLAlchemy URL works).
+"""The bridge's durable state: SQLAlchemy 2, SQLite by default, PostgreSQL (or any SQLAlchemy URL)
+by configuration. The schema is managed by Alembic (`bridge/migrations/`), applied on open.
 
-It holds the listener checkpoint (block number and hash), every job seen with its status, and a
-timeline of events per job. Jobs are keyed by `(chain_id, contract, job_id)`, so an event read twice
-is recorded once.
+It holds the listener checkpoint and the recent block hashes (for reorg detection), every job seen,
+every execution attempt, every outgoing transaction and a timeline of events per job. Jobs are keyed
+by `(chain_id, contract, job_id)`, so an event read twice is recorded once.
 """
 
 from __future__ import annotations
@@ -12,15 +13,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import (
     BigInteger,
-    ForeignKeyConstraint,
+    Index,
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
+    delete,
     event,
+    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -34,12 +41,26 @@ class JobState(StrEnum):
     DISPATCHED = "dispatched"  # handed to Celery
     EXECUTED = "executed"  # outcome known, result to submit
     REJECTED = "rejected"  # to be failed on-chain (bad spec, image missing, …)
+    SUBMITTING = "submitting"  # fulfillJob/failJob sent, awaiting confirmation
     COMPLETED = "completed"  # fulfillJob confirmed
     FAILED = "failed"  # failJob confirmed
     CLOSED = "closed"  # the chain ended it without us (cancelled, or fulfilled by another oracle)
+    REORGED = "reorged"  # its request vanished in a chain reorganisation
 
 
-TERMINAL = {JobState.COMPLETED, JobState.FAILED, JobState.CLOSED}
+TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CLOSED, JobState.REORGED})
+IN_FLIGHT = frozenset({JobState.REQUESTED, JobState.DISPATCHED, JobState.EXECUTED,
+                       JobState.REJECTED, JobState.SUBMITTING})
+
+
+class TxStatus(StrEnum):
+    """Transaction states, as Chainlink's transaction manager names them."""
+
+    UNSTARTED = "unstarted"  # recorded, no nonce yet
+    IN_PROGRESS = "in_progress"  # nonce assigned and signed; maybe sent
+    UNCONFIRMED = "unconfirmed"  # sent, not yet mined
+    CONFIRMED = "confirmed"  # mined (see `succeeded`)
+    FATAL = "fatal"  # could not be sent (e.g. estimation reverted); nonce not used
 
 
 class Base(DeclarativeBase):
@@ -54,6 +75,16 @@ class Checkpoint(Base):
     block_hash: Mapped[str] = mapped_column(String(66))
 
 
+class SeenBlock(Base):
+    """Hashes of recently processed blocks: where to rewind to after a reorg."""
+
+    __tablename__ = "blocks"
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    contract: Mapped[str] = mapped_column(String(42), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    block_hash: Mapped[str] = mapped_column(String(66))
+
+
 class Job(Base):
     __tablename__ = "jobs"
     chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -65,14 +96,20 @@ class Job(Base):
     fee_wei: Mapped[str] = mapped_column(String(80))
     deadline: Mapped[int] = mapped_column(BigInteger)
     block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66), default="")
     tx_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[str] = mapped_column(String(16), index=True)
+    pre_reorg_state: Mapped[str | None] = mapped_column(String(16))  # restored if re-included
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     task_id: Mapped[str | None] = mapped_column(String(200))
+    broker_epoch: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[float | None] = mapped_column()
     node: Mapped[str | None] = mapped_column(String(200))
     result_cid: Mapped[str | None] = mapped_column(String(200))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
+    submit_tx_id: Mapped[int | None] = mapped_column(BigInteger)
     submit_tx: Mapped[str | None] = mapped_column(String(66))
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[float] = mapped_column()
@@ -83,16 +120,65 @@ class Job(Base):
         return job_key(self.chain_id, self.contract, self.job_id)
 
 
+class Attempt(Base):
+    """One execution of a job on a node (a job may run more than once: late acks, re-dispatch)."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_job", "chain_id", "contract", "job_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract: Mapped[str] = mapped_column(String(42))
+    job_id: Mapped[int] = mapped_column(BigInteger)
+    attempt: Mapped[int] = mapped_column(Integer)
+    task_id: Mapped[str] = mapped_column(String(200), unique=True)
+    queued_at: Mapped[float] = mapped_column()
+    node: Mapped[str | None] = mapped_column(String(200))
+    finished_at: Mapped[float | None] = mapped_column()
+    duration_s: Mapped[float | None] = mapped_column()
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    result_cid: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Transaction(Base):
+    """An outgoing transaction. `idempotency_key` makes "send the result of job X" happen once."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (UniqueConstraint("chain_id", "sender", "nonce", name="uq_tx_nonce"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    sender: Mapped[str] = mapped_column(String(42), index=True)
+    to: Mapped[str] = mapped_column(String(42))
+    data: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(String(80), default="0")
+    nonce: Mapped[int | None] = mapped_column(BigInteger)
+    gas: Mapped[int | None] = mapped_column(BigInteger)
+    max_fee: Mapped[str | None] = mapped_column(String(80))
+    priority_fee: Mapped[str | None] = mapped_column(String(80))
+    tx_hash: Mapped[str | None] = mapped_column(String(66))  # the latest (possibly bumped) one
+    all_hashes: Mapped[str] = mapped_column(Text, default="")  # every hash sent, comma-separated
+    raw: Mapped[str | None] = mapped_column(Text)  # the signed latest transaction, for re-sending
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    succeeded: Mapped[bool | None] = mapped_column()
+    sent_block: Mapped[int | None] = mapped_column(BigInteger)
+    mined_block: Mapped[int | None] = mapped_column(BigInteger)
+    bumps: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column()
+    updated_at: Mapped[float] = mapped_column()
+
+    def hashes(self) -> list[str]:
+        return [h for h in self.all_hashes.split(",") if h]
+
+
 class JobEvent(Base):
     """One line of a job's timeline (`cod job describe`)."""
 
     __tablename__ = "job_events"
-    __table_args__ = (
-        ForeignKeyConstraint(["chain_id", "contract", "job_id"],
-                             ["jobs.chain_id", "jobs.contract", "jobs.job_id"]),
-    )
+    __table_args__ = (Index("ix_job_events_job", "chain_id", "contract", "job_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    chain_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
     contract: Mapped[str] = mapped_column(String(42))
     job_id: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[float] = mapped_column()
@@ -114,44 +200,68 @@ class NewJob:
     fee_wei: int
     deadline: int
     block_number: int
+    block_hash: str
     tx_hash: str
+    log_index: int
+
+
+RECENT_BLOCKS_KEPT = 2048
 
 
 class Ledger:
-    def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url)
+    def __init__(self, url: str, migrate: bool = True) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        if migrate:
+            upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
+    # -- checkpoint and blocks ---------------------------------------------------------------------
     def checkpoint(self, chain_id: int, contract: str) -> Checkpoint | None:
         with self.session() as s:
             return s.get(Checkpoint, (chain_id, contract.lower()))
 
     def record_block_range(
-        self, chain_id: int, contract: str, jobs: Sequence[NewJob], block_number: int,
-        block_hash: str,
+        self, chain_id: int, contract: str, jobs: Sequence[NewJob], blocks: dict[int, str],
+        end_block: int,
     ) -> int:
-        """Record the jobs of a block range and move the checkpoint past it, atomically.
+        """Record the jobs of a block range, the hashes of its blocks, and move the checkpoint to
+        `end_block`, atomically. Returns how many jobs were new.
 
-        Returns how many jobs were new (a job already recorded is left as it is)."""
+        A job id already recorded from the same transaction is left as it is (read twice). One
+        recorded from a transaction that a reorg removed is replaced by the new request."""
         contract = contract.lower()
         new = 0
         now = time.time()
         with self.session() as s:
             for job in jobs:
-                if s.get(Job, (chain_id, contract, job.job_id)) is not None:
-                    continue
+                existing = s.get(Job, (chain_id, contract, job.job_id))
+                if existing is not None:
+                    if existing.state != JobState.REORGED:
+                        continue  # read twice: recorded once
+                    if existing.tx_hash == job.tx_hash:  # the same request, re-included
+                        existing.state = existing.pre_reorg_state or JobState.REQUESTED
+                        existing.block_number, existing.block_hash = (job.block_number,
+                                                                      job.block_hash)
+                        existing.deadline = job.deadline
+                        existing.updated_at = now
+                        _add_event(s, chain_id, contract, job.job_id, "re-included",
+                                   f"block {job.block_number}")
+                        continue
+                    s.delete(existing)  # the id now belongs to another request
+                    s.flush()
                 s.add(Job(
                     chain_id=chain_id, contract=contract, job_id=job.job_id,
                     requester=job.requester, consumer=job.consumer, spec=job.spec,
                     fee_wei=str(job.fee_wei), deadline=job.deadline,
-                    block_number=job.block_number, tx_hash=job.tx_hash,
+                    block_number=job.block_number, block_hash=job.block_hash,
+                    tx_hash=job.tx_hash, log_index=job.log_index,
                     state=JobState.REQUESTED, attempts=0, submit_attempts=0,
                     created_at=now, updated_at=now,
                 ))
@@ -159,15 +269,56 @@ class Ledger:
                 _add_event(s, chain_id, contract, job.job_id, "requested",
                            f"block {job.block_number} tx {job.tx_hash}")
                 new += 1
+            for number, block_hash in blocks.items():
+                s.merge(SeenBlock(chain_id=chain_id, contract=contract, block_number=number,
+                                  block_hash=block_hash))
+            s.execute(delete(SeenBlock).where(
+                SeenBlock.chain_id == chain_id, SeenBlock.contract == contract,
+                SeenBlock.block_number < end_block - RECENT_BLOCKS_KEPT))
             checkpoint = s.get(Checkpoint, (chain_id, contract))
             if checkpoint is None:
-                s.add(Checkpoint(chain_id=chain_id, contract=contract,
-                                 block_number=block_number, block_hash=block_hash))
+                s.add(Checkpoint(chain_id=chain_id, contract=contract, block_number=end_block,
+                                 block_hash=blocks[end_block]))
             else:
-                checkpoint.block_number = block_number
-                checkpoint.block_hash = block_hash
+                checkpoint.block_number = end_block
+                checkpoint.block_hash = blocks[end_block]
         return new
 
+    def recent_blocks(self, chain_id: int, contract: str) -> list[SeenBlock]:
+        """Stored block hashes, newest first."""
+        with self.session() as s:
+            query = (select(SeenBlock)
+                     .where(SeenBlock.chain_id == chain_id, SeenBlock.contract == contract.lower())
+                     .order_by(SeenBlock.block_number.desc()))
+            return list(s.scalars(query))
+
+    def rewind(self, chain_id: int, contract: str, ancestor: int, ancestor_hash: str
+               ) -> list[Job]:
+        """After a reorg: forget blocks above `ancestor`, move the checkpoint there, and mark the
+        jobs requested above it `reorged`: a reorged job is not worked on and its result is not
+        sent. The listener re-reads the blocks; a request still on the chain comes back in the state
+        it had. Returns the jobs marked."""
+        contract = contract.lower()
+        with self.session() as s:
+            s.execute(delete(SeenBlock).where(
+                SeenBlock.chain_id == chain_id, SeenBlock.contract == contract,
+                SeenBlock.block_number > ancestor))
+            checkpoint = s.get(Checkpoint, (chain_id, contract))
+            if checkpoint is not None:
+                checkpoint.block_number = ancestor
+                checkpoint.block_hash = ancestor_hash
+            jobs = list(s.scalars(select(Job).where(
+                Job.chain_id == chain_id, Job.contract == contract, Job.block_number > ancestor)))
+            for job in jobs:
+                if job.state != JobState.REORGED:
+                    job.pre_reorg_state = job.state
+                job.state = JobState.REORGED
+                job.updated_at = time.time()
+                _add_event(s, chain_id, contract, job.job_id, "reorged",
+                           f"its block {job.block_number} left the canonical chain")
+            return jobs
+
+    # -- jobs -----------------------------------------------------------------------------------------
     def jobs_in(self, chain_id: int, contract: str, *states: JobState, limit: int = 100
                 ) -> list[Job]:
         with self.session() as s:
@@ -176,6 +327,12 @@ class Ledger:
                             Job.state.in_([str(x) for x in states]))
                      .order_by(Job.job_id).limit(limit))
             return list(s.scalars(query))
+
+    def count_by_state(self, chain_id: int, contract: str) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(Job.state, func.count()).where(
+                Job.chain_id == chain_id, Job.contract == contract.lower()).group_by(Job.state))
+            return {state: int(count) for state, count in rows}
 
     def get(self, chain_id: int, contract: str, job_id: int) -> Job | None:
         with self.session() as s:
@@ -194,6 +351,10 @@ class Ledger:
             if event_kind:
                 _add_event(s, job.chain_id, job.contract, job.job_id, event_kind, detail)
 
+    def add_event(self, job: Job, kind: str, detail: str = "") -> None:
+        with self.session() as s:
+            _add_event(s, job.chain_id, job.contract, job.job_id, kind, detail)
+
     def timeline(self, chain_id: int, contract: str, job_id: int) -> list[JobEvent]:
         with self.session() as s:
             query = (select(JobEvent)
@@ -208,6 +369,36 @@ class Ledger:
                      .order_by(Job.job_id))
             return list(s.scalars(query))
 
+    # -- attempts -------------------------------------------------------------------------------------
+    def add_attempt(self, job: Job, attempt: int, task_id: str) -> None:
+        with self.session() as s:
+            s.add(Attempt(chain_id=job.chain_id, contract=job.contract, job_id=job.job_id,
+                          attempt=attempt, task_id=task_id, queued_at=time.time()))
+
+    def finish_attempt(self, task_id: str, **fields: object) -> None:
+        with self.session() as s:
+            attempt = s.scalars(select(Attempt).where(Attempt.task_id == task_id)).first()
+            if attempt is None:
+                return
+            for name, value in fields.items():
+                setattr(attempt, name, value)
+            attempt.finished_at = time.time()
+
+    def attempts(self, chain_id: int, contract: str, job_id: int) -> list[Attempt]:
+        with self.session() as s:
+            return list(s.scalars(select(Attempt).where(
+                Attempt.chain_id == chain_id, Attempt.contract == contract.lower(),
+                Attempt.job_id == job_id).order_by(Attempt.id)))
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
 
 def _add_event(s: Session, chain_id: int, contract: str, job_id: int, kind: str, detail: str
                ) -> None:
@@ -218,6 +409,6 @@ def _add_event(s: Session, chain_id: int, contract: str, job_id: int, kind: str,
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (the CLI) do not block the bridge
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes, fast
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

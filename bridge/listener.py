@@ -1,42 +1,68 @@
 """Reads `JobRequested` logs up to `head − confirmations` and records them in the ledger.
 
-Each block range is recorded together with the checkpoint that moves past it (one transaction), so
-a crash at any point neither loses an event nor records one twice.
+- Each block range is recorded together with the checkpoint that moves past it (one transaction),
+  so a crash at any point neither loses an event nor records one twice.
+- Reorgs: before reading on, the checkpoint's block hash is compared with the chain's. If it
+  changed, the listener walks back through the stored hashes to the newest block still canonical,
+  rewinds there, marks the jobs requested above it `reorged` and reads again; requests that are
+  still on the chain come back (a job keeps its state if its request's transaction is unchanged).
+  With `confirmations` at least the chain's reorg depth this never happens; when it does, it is a
+  critical alarm (log + metric), not a silent fix.
+- `eth_getLogs` ranges start at `chunk_blocks` and halve when the RPC refuses a range.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import Web3RPCError
 
-from bridge.ledger import Ledger, NewJob
+from bridge import metrics
+from bridge.ledger import Job, Ledger, NewJob
 
 log = logging.getLogger(__name__)
+MIN_CHUNK = 1
 
 
 class Listener:
     def __init__(self, w3: Web3, contract: Contract, ledger: Ledger, confirmations: int,
-                 start_block: int, chunk_blocks: int) -> None:
+                 start_block: int, chunk_blocks: int,
+                 on_reorged: Callable[[list[Job]], None] | None = None) -> None:
         self._w3 = w3
         self._contract = contract
         self._ledger = ledger
         self._confirmations = confirmations
         self._start_block = start_block
         self._chunk = chunk_blocks
+        self._max_chunk = chunk_blocks
+        self._on_reorged = on_reorged
         self.chain_id = w3.eth.chain_id
         self.address = str(contract.address)
 
     def poll(self) -> int:
         """Read every confirmed block past the checkpoint; returns the number of new jobs."""
-        safe_head = self._w3.eth.block_number - self._confirmations
+        head = self._w3.eth.block_number
+        safe_head = head - self._confirmations
+        self._check_reorg()
         checkpoint = self._ledger.checkpoint(self.chain_id, self.address)
         start = checkpoint.block_number + 1 if checkpoint else self._start_block
+        metrics.LISTENER_LAG.set(max(0, safe_head - (start - 1)))
         new = 0
         while start <= safe_head:
             end = min(start + self._chunk - 1, safe_head)
-            logs = self._contract.events.JobRequested.get_logs(from_block=start, to_block=end)
+            try:
+                logs = self._contract.events.JobRequested.get_logs(from_block=start, to_block=end)
+            except (Web3RPCError, ValueError) as exc:
+                if end == start or self._chunk <= MIN_CHUNK:
+                    raise
+                self._chunk = max(MIN_CHUNK, self._chunk // 2)
+                log.info("eth_getLogs refused %d blocks (%s); trying %d", end - start + 1, exc,
+                         self._chunk)
+                continue
+            blocks = self._block_hashes(end, logs)
             jobs = [
                 NewJob(
                     job_id=int(entry["args"]["jobId"]),
@@ -46,15 +72,49 @@ class Listener:
                     fee_wei=int(entry["args"]["fee"]),
                     deadline=int(entry["args"]["deadline"]),
                     block_number=int(entry["blockNumber"]),
+                    block_hash=Web3.to_hex(entry["blockHash"]),
                     tx_hash=Web3.to_hex(entry["transactionHash"]),
+                    log_index=int(entry["logIndex"]),
                 )
                 for entry in logs
             ]
-            block_hash = Web3.to_hex(self._w3.eth.get_block(end)["hash"])
-            added = self._ledger.record_block_range(self.chain_id, self.address, jobs, end,
-                                                    block_hash)
+            added = self._ledger.record_block_range(self.chain_id, self.address, jobs, blocks,
+                                                    end)
             if added:
                 log.info("blocks %d-%d: %d new job(s)", start, end, added)
+                metrics.JOBS_SEEN.inc(added)
             new += added
             start = end + 1
+            self._chunk = min(self._max_chunk, self._chunk * 2)
+        metrics.LISTENER_LAG.set(max(0, safe_head - (start - 1)))
         return new
+
+    def _block_hashes(self, end: int, logs: list[object]) -> dict[int, str]:
+        """Hashes to remember: the range's last block, and each block that holds a request."""
+        blocks: dict[int, str] = {end: Web3.to_hex(self._w3.eth.get_block(end)["hash"])}
+        for entry in logs:
+            blocks[int(entry["blockNumber"])] = Web3.to_hex(entry["blockHash"])  # type: ignore[index]
+        return blocks
+
+    def _check_reorg(self) -> None:
+        checkpoint = self._ledger.checkpoint(self.chain_id, self.address)
+        if checkpoint is None or self._canonical(checkpoint.block_number, checkpoint.block_hash):
+            return
+        ancestor, ancestor_hash = self._start_block - 1, ""
+        for seen in self._ledger.recent_blocks(self.chain_id, self.address):
+            if self._canonical(seen.block_number, seen.block_hash):
+                ancestor, ancestor_hash = seen.block_number, seen.block_hash
+                break
+        depth = checkpoint.block_number - ancestor
+        metrics.REORGS.inc()
+        log.critical(
+            "REORG deeper than the %d confirmations: block %d (%s) left the chain; rewinding "
+            "%d block(s) to %d. Raise COD_CONFIRMATIONS for this chain.",
+            self._confirmations, checkpoint.block_number, checkpoint.block_hash, depth, ancestor)
+        reorged = self._ledger.rewind(self.chain_id, self.address, ancestor, ancestor_hash)
+        if reorged and self._on_reorged is not None:
+            self._on_reorged(reorged)
+
+    def _canonical(self, number: int, block_hash: str) -> bool:
+        block = self._w3.eth.get_block(number)
+        return Web3.to_hex(block["hash"]) == block_hash

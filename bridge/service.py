@@ -1,4 +1,4 @@
-"""The bridge process: listen → dispatch → collect → submit, in one loop.
+"""The bridge process: listen → reconcile → dispatch → collect → submit → confirm, in one loop.
 
 One loop in one process keeps a single owner for the oracle key's nonces. Each step reads its work
 from the ledger, so the loop can stop (or be killed) anywhere and resume where it was.
@@ -11,12 +11,15 @@ import signal
 import threading
 from types import FrameType
 
-from bridge.chain import TxSender, connect, job_manager
+from bridge import metrics
+from bridge.chain import connect, job_manager
 from bridge.config import BridgeSettings
-from bridge.dispatcher import Dispatcher
-from bridge.ledger import Ledger
+from bridge.dispatcher import BrokerEpoch, Dispatcher
+from bridge.ledger import Job, Ledger
 from bridge.listener import Listener
+from bridge.reconciler import Reconciler
 from bridge.submitter import Submitter
+from bridge.txmanager import TxManager
 from executor.celery_app import make_app
 
 log = logging.getLogger(__name__)
@@ -29,22 +32,45 @@ class Bridge:
         contract = job_manager(w3, settings.require_contract())
         self.ledger = Ledger(settings.ledger_url)
         self.listener = Listener(w3, contract, self.ledger, settings.confirmations,
-                                 settings.start_block, settings.log_chunk_blocks)
+                                 settings.start_block, settings.log_chunk_blocks,
+                                 on_reorged=self._reorged)
         chain_id = self.listener.chain_id
-        self.dispatcher = Dispatcher(make_app(settings.broker_url), self.ledger, chain_id,
-                                     str(contract.address))
-        sender = TxSender(w3, settings.require_oracle_key(), settings.max_fee_gwei,
-                          settings.priority_fee_gwei, settings.receipt_timeout_s)
-        self.submitter = Submitter(contract, sender, self.ledger, chain_id)
+        self.address = str(contract.address)
+        app = make_app(settings.broker_url)
+        epoch = BrokerEpoch(settings.broker_url)
+        self.dispatcher = Dispatcher(app, self.ledger, epoch, chain_id, self.address)
+        self.txm = TxManager(w3, settings.require_oracle_key(), self.ledger,
+                             max_fee_gwei=settings.max_fee_gwei,
+                             priority_fee_gwei=settings.priority_fee_gwei,
+                             bump_after_blocks=settings.bump_after_blocks)
+        self.submitter = Submitter(contract, self.txm, self.ledger, chain_id)
+        self.reconciler = Reconciler(app, self.ledger, self.dispatcher, epoch, contract, chain_id,
+                                     stall_grace_s=settings.stall_grace_s,
+                                     max_attempts=settings.max_attempts,
+                                     interval_s=settings.reconcile_interval_s)
+        self.chain_id = chain_id
         self._stop = threading.Event()
-        log.info("bridge for %s on chain %d, oracle %s", contract.address, chain_id,
-                 sender.address)
+        log.info("bridge for %s on chain %d, oracle %s, %d confirmation(s)", self.address,
+                 chain_id, self.txm.address, settings.confirmations)
 
     def step(self) -> None:
         self.listener.poll()
+        self.reconciler.maybe_run()
         self.dispatcher.dispatch_pending()
         self.dispatcher.collect()
         self.submitter.submit_ready()
+        self.txm.process()
+        self.submitter.confirm()
+        self._gauges()
+
+    def _gauges(self) -> None:
+        for state, count in self.ledger.count_by_state(self.chain_id, self.address).items():
+            metrics.JOBS_BY_STATE.labels(state).set(count)
+        metrics.PENDING_TXS.set(self.txm.pending_count())
+
+    def _reorged(self, jobs: list[Job]) -> None:
+        log.critical("%d job(s) requested in reorged blocks: %s", len(jobs),
+                     ", ".join(str(j.job_id) for j in jobs))
 
     def run_forever(self) -> None:
         def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -52,18 +78,19 @@ class Bridge:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        if self.settings.metrics_port:
+            metrics.serve(self.settings.metrics_port)
         backoff = self.settings.poll_interval_s
         while not self._stop.is_set():
             try:
                 self.step()
                 backoff = self.settings.poll_interval_s
-            except Exception:  # an outage (RPC, Redis) must not end the bridge: back off, retry
-                log.exception("bridge step failed; retrying in %.1f s", backoff)
-                backoff = min(backoff * 2, 30.0)
+            except Exception as exc:  # an outage (RPC, Redis) must not end the bridge
+                log.warning("bridge step failed (%s: %s); retrying in %.1f s",
+                            type(exc).__name__, exc, backoff)
+                backoff = min(backoff * 2, 15.0)
             self._stop.wait(backoff)
         log.info("bridge stopped")
 
     def stop(self) -> None:
         self._stop.set()
-
-

@@ -103,18 +103,24 @@ interface IJobManager {
     // -------------------------------------------------------------------------------- functions
 
     /// @notice Requests a job; `msg.value` is the fee, escrowed until the job is settled.
+    /// @param spec The job spec (JSON text), 1..MAX_SPEC_BYTES bytes; emitted, not stored.
+    /// @param consumer The contract to call back, or the zero address for no callback.
+    /// @param callbackGasLimit Exact gas for the callback, at most `maxCallbackGasLimit`.
+    /// @return jobId The new job's id (ids start at 1).
     function requestJob(string calldata spec, address consumer, uint32 callbackGasLimit)
         external
         payable
         returns (uint256 jobId);
 
     /// @notice Cancels a job whose deadline has passed; the fee becomes withdrawable by the requester.
+    /// @param jobId The job's id.
     function cancelJob(uint256 jobId) external;
 
     /// @notice Sends the caller's whole withdrawable balance to the caller.
     function withdraw() external;
 
     /// @notice Sends the caller's whole withdrawable balance to `to`.
+    /// @param to The recipient (not the zero address).
     function withdrawTo(address payable to) external;
 
     /// @notice Returns the stored record of `jobId` (all zero, status `None`, if it never existed).

@@ -18,6 +18,18 @@ const EXPORTS = [
   ["examples/FanOutConsumer.sol", "FanOutConsumer", true],
 ];
 
+// `hardhat coverage` compiles instrumented contracts into the same artifacts folder (with the
+// optimizer off); never ship those. Our real build always has the optimizer on.
+function assertNotInstrumented(artifactFile) {
+  const dbg = JSON.parse(fs.readFileSync(artifactFile.replace(/\.json$/, ".dbg.json"), "utf8"));
+  const buildInfo = JSON.parse(fs.readFileSync(path.resolve(path.dirname(artifactFile), dbg.buildInfo), "utf8"));
+  if (!buildInfo.input.settings.optimizer.enabled) {
+    throw new Error(
+      `${artifactFile} comes from an instrumented (coverage) build: run \`npx hardhat clean && npx hardhat compile\``,
+    );
+  }
+}
+
 function main() {
   fs.mkdirSync(OUT_DIR, { recursive: true });
   for (const [source, name, withBytecode] of EXPORTS) {
@@ -26,6 +38,7 @@ function main() {
       throw new Error(`missing ${file}: run \`npx hardhat compile\` first`);
     }
     const artifact = JSON.parse(fs.readFileSync(file, "utf8"));
+    assertNotInstrumented(file);
     const out = { contractName: name, abi: artifact.abi };
     if (withBytecode) out.bytecode = artifact.bytecode;
     const target = path.join(OUT_DIR, `${name}.json`);

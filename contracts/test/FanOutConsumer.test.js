@@ -198,7 +198,7 @@ describe("FanOutConsumer", function () {
   });
 
   it("lets only the owner withdraw unreserved funds", async function () {
-    const { fanOut, owner, stranger } = await loadFixture(startedFixture);
+    const { fanOut, manager, owner, stranger } = await loadFixture(startedFixture);
     await stranger.sendTransaction({ to: await fanOut.getAddress(), value: 5n });
     await expect(fanOut.connect(stranger).withdrawFunds(stranger.address, 1n)).to.be.revertedWithCustomError(
       fanOut,
@@ -207,6 +207,10 @@ describe("FanOutConsumer", function () {
     await expect(fanOut.connect(owner).withdrawFunds(owner.address, 6n))
       .to.be.revertedWithCustomError(fanOut, "FanOutConsumerInsufficientFunds")
       .withArgs(5n, 6n);
+    const noReceive = await manager.getAddress(); // has no receive(): the send fails
+    await expect(fanOut.connect(owner).withdrawFunds(noReceive, 5n))
+      .to.be.revertedWithCustomError(fanOut, "FanOutConsumerSendFailed")
+      .withArgs(noReceive, 5n);
     await expect(fanOut.connect(owner).withdrawFunds(stranger.address, 5n)).to.changeEtherBalance(stranger, 5n);
   });
 });

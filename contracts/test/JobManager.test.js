@@ -612,6 +612,14 @@ describe("JobManager", function () {
       expect(await manager.withdrawable(await req.getAddress())).to.equal(0n);
     });
 
+    it("blocks a recipient re-entering withdrawTo", async function () {
+      const { manager, req } = await loadFixture(contractRequesterFixture);
+      await req.setMode(3);
+      await expect(req.withdrawTo(await req.getAddress())).to.changeEtherBalances([req, manager], [H.MIN_FEE, -H.MIN_FEE]);
+      expect(await req.reentryError()).to.equal(manager.interface.encodeErrorResult("ReentrancyGuardReentrantCall", []));
+      expect(await req.received()).to.equal(H.MIN_FEE);
+    });
+
     it("lets a contract requester cancel and get its refund", async function () {
       const { manager, oracle } = await loadFixture(H.deployManager);
       const req = await (await ethers.getContractFactory("ContractRequester")).deploy(await manager.getAddress());

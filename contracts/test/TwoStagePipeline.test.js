@@ -19,12 +19,6 @@ describe("TwoStagePipeline", function () {
     return { ...base, pipeline };
   }
 
-  async function startedFixture() {
-    const f = await pipelineFixture();
-    await f.pipeline.connect(f.requester).start(H.CID_IN, { value: 2n * H.MIN_FEE });
-    return { ...f, runId: 1n, stage1JobId: 1n };
-  }
-
   it("stores its configuration", async function () {
     const { pipeline, manager } = await loadFixture(pipelineFixture);
     expect(await pipeline.jobManager()).to.equal(await manager.getAddress());
@@ -223,7 +217,7 @@ describe("TwoStagePipeline (edge cases)", function () {
   });
 
   it("lets only the owner withdraw unreserved funds", async function () {
-    const { pipeline, owner, stranger } = await loadFixture(startedFixture);
+    const { pipeline, manager, owner, stranger } = await loadFixture(startedFixture);
     await stranger.sendTransaction({ to: await pipeline.getAddress(), value: 5n });
     await expect(pipeline.connect(stranger).withdrawFunds(stranger.address, 1n)).to.be.revertedWithCustomError(
       pipeline,
@@ -232,6 +226,10 @@ describe("TwoStagePipeline (edge cases)", function () {
     await expect(pipeline.connect(owner).withdrawFunds(owner.address, 6n))
       .to.be.revertedWithCustomError(pipeline, "TwoStagePipelineInsufficientFunds")
       .withArgs(5n, 6n);
+    const noReceive = await manager.getAddress(); // has no receive(): the send fails
+    await expect(pipeline.connect(owner).withdrawFunds(noReceive, 5n))
+      .to.be.revertedWithCustomError(pipeline, "TwoStagePipelineSendFailed")
+      .withArgs(noReceive, 5n);
     await expect(pipeline.connect(owner).withdrawFunds(stranger.address, 5n)).to.changeEtherBalance(stranger, 5n);
   });
 

@@ -14,7 +14,8 @@ import {Cids} from "./Cids.sol";
 /// checked by `Cids.isPlausible`, so no caller-controlled text reaches a spec unchecked.
 /// Each run holds back the stage-2 fee (`reserved`) from the moment stage 1 is requested, so a
 /// run never stalls for lack of funds. The stage-1 callback requests stage 2, so
-/// `callbackGasLimit` must cover that request (~300k gas measured with ~400-byte specs).
+/// `callbackGasLimit` must cover that request (~280k gas measured with ~400-byte specs: 500k is a
+/// safe default).
 contract TwoStagePipeline is JobConsumer, Ownable {
     uint8 public constant STATUS_NONE = 0;
     uint8 public constant STATUS_STAGE1_PENDING = 1;
@@ -51,6 +52,7 @@ contract TwoStagePipeline is JobConsumer, Ownable {
     error TwoStagePipelineInsufficientFunds(uint256 available, uint256 required);
     error TwoStagePipelineUnknownJob(uint256 jobId);
     error TwoStagePipelineRunNotPending(uint256 runId);
+    error TwoStagePipelineSendFailed(address to, uint256 amount);
 
     event PipelineStarted(uint256 indexed runId, uint256 stage1JobId, string inputCid);
     event StageRequested(uint256 indexed runId, uint8 stage, uint256 jobId);
@@ -124,7 +126,7 @@ contract TwoStagePipeline is JobConsumer, Ownable {
         uint256 available = address(this).balance - reserved;
         if (amount > available) revert TwoStagePipelineInsufficientFunds(available, amount);
         (bool sent,) = to.call{value: amount}("");
-        require(sent, "TwoStagePipeline: send failed");
+        if (!sent) revert TwoStagePipelineSendFailed(to, amount);
     }
 
     function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {

@@ -8,7 +8,8 @@ contract ContractRequester {
     enum Mode {
         Accept,
         Revert,
-        Reenter
+        Reenter,
+        ReenterTo
     }
 
     JobManager public immutable manager;
@@ -36,10 +37,18 @@ contract ContractRequester {
         manager.withdraw();
     }
 
+    function withdrawTo(address payable to) external {
+        manager.withdrawTo(to);
+    }
+
     receive() external payable {
         if (mode == Mode.Revert) revert("ContractRequester: rejected");
         if (mode == Mode.Reenter) {
             try manager.withdraw() {} catch (bytes memory e) {
+                reentryError = e;
+            }
+        } else if (mode == Mode.ReenterTo) {
+            try manager.withdrawTo(payable(address(this))) {} catch (bytes memory e) {
                 reentryError = e;
             }
         }

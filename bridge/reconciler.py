@@ -1,0 +1,99 @@
+"""A periodic pass over the ledger that puts right what the happy path cannot see.
+
+- **Broker lost its state** (Redis restarted without persistence): jobs dispatched under an older
+  broker epoch are dispatched again.
+- **Stalled jobs** (their worker died mid-job: the task stays `STARTED` for ever): a job running
+  longer than its spec timeout plus a grace period is dispatched again, up to `max_attempts`, then
+  failed on-chain with the reason.
+- **Ended on-chain** (the requester cancelled after the deadline): in-flight jobs past their
+  deadline are checked on-chain; a cancelled job stops being worked on (its task is revoked).
+- Results computed but not submitted need nothing here: they stay `executed` in the ledger and the
+  submitter picks them up, after any restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import Celery
+from web3.contract import Contract
+
+from bridge import metrics
+from bridge.chain import JobStatus, read_job
+from bridge.dispatcher import BrokerEpoch, Dispatcher
+from bridge.ledger import Job, JobState, Ledger
+from executor.spec import SpecError, parse_spec
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(self, app: Celery, ledger: Ledger, dispatcher: Dispatcher, epoch: BrokerEpoch,
+                 contract: Contract, chain_id: int, *, stall_grace_s: float = 60.0,
+                 max_attempts: int = 3, interval_s: float = 5.0) -> None:
+        self._app = app
+        self._ledger = ledger
+        self._dispatcher = dispatcher
+        self._epoch = epoch
+        self._contract = contract
+        self._chain_id = chain_id
+        self._address = str(contract.address)
+        self._grace = stall_grace_s
+        self._max_attempts = max_attempts
+        self._interval = interval_s
+        self._last_run = 0.0
+
+    def maybe_run(self) -> None:
+        if time.monotonic() - self._last_run >= self._interval:
+            self.run()
+            self._last_run = time.monotonic()
+
+    def run(self) -> None:
+        epoch = self._epoch.current()
+        now = time.time()
+        latest = int(self._contract.w3.eth.get_block("latest")["timestamp"])
+        in_flight = self._ledger.jobs_in(self._chain_id, self._address, JobState.REQUESTED,
+                                         JobState.DISPATCHED, limit=5000)
+        for job in in_flight:
+            if job.deadline < latest and self._ended_on_chain(job):
+                continue
+            if job.state != JobState.DISPATCHED:
+                continue
+            if job.broker_epoch != epoch:
+                self._redispatch(job, epoch, "broker-lost",
+                                 "the broker restarted without the job's task")
+            elif self._stalled(job, now):
+                self._redispatch(job, epoch, "stalled",
+                                 f"no outcome {self._grace:.0f} s after its timeout")
+
+    def _stalled(self, job: Job, now: float) -> bool:
+        assert job.task_id is not None
+        started = self._dispatcher.started_at(job.task_id)
+        if started is None:
+            return False  # queued, not started: the queue timeout governs (not a stall)
+        try:
+            timeout = parse_spec(job.spec).timeout
+        except SpecError:
+            return False
+        return now - started > timeout + self._grace
+
+    def _redispatch(self, job: Job, epoch: str, why: str, detail: str) -> None:
+        if job.attempts >= self._max_attempts:
+            reason = f"gave up after {job.attempts} attempts: {detail}"
+            self._ledger.update(job, "rejected", reason, state=JobState.REJECTED, reason=reason)
+            return
+        log.warning("job %s: %s; dispatching again", job.key, detail)
+        metrics.REDISPATCHED.labels(why).inc()
+        self._ledger.add_event(job, "redispatch", detail)
+        self._dispatcher.send(job, epoch)
+
+    def _ended_on_chain(self, job: Job) -> bool:
+        on_chain = read_job(self._contract, job.job_id)
+        if on_chain.status == JobStatus.REQUESTED:
+            return False
+        if job.task_id:
+            self._app.control.revoke(job.task_id)
+        self._ledger.update(job, "closed", f"ended on-chain: {on_chain.status.name}",
+                            state=JobState.CLOSED)
+        return True

@@ -1,0 +1,4 @@
+// solidity-coverage: test helpers are not product code.
+module.exports = {
+  skipFiles: ["test/"],
+};

@@ -91,6 +91,8 @@ class DevStack:
     preferred_ports: bool = True
     python: str = sys.executable
     worker_env: dict[str, str] = field(default_factory=dict)
+    bridge_env: dict[str, str] = field(default_factory=dict)
+    ledger_url: str | None = None  # default: SQLite in the state directory
     env: dict[str, str] = field(default_factory=dict)
     _processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
@@ -119,7 +121,7 @@ class DevStack:
                 "COD_IPFS_API": ipfs_api,
                 "COD_BROKER_URL": broker_url,
                 "COD_PRIVATE_KEY": self.user_key,
-                "COD_LEDGER_URL": f"sqlite:///{self.state_dir / 'ledger.sqlite'}",
+                "COD_LEDGER_URL": self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.sqlite'}",
                 "COD_CONFIRMATIONS": "0",
             }
             if self.with_worker:
@@ -214,9 +216,9 @@ class DevStack:
                   60, process, self.logs / "kubo.log")
         return url
 
-    def _start_redis(self) -> str:
+    def _start_redis(self, port: int | None = None) -> str:
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"
-        port = self._port(6379)
+        port = port or self._port(6379)
         process = self._spawn("redis", [redis, "--port", str(port), "--bind", "127.0.0.1",
                                         "--save", "", "--appendonly", "no",
                                         "--dir", str(self.state_dir)])
@@ -247,8 +249,15 @@ class DevStack:
     def _worker_ready(self, node_id: str) -> bool:
         return "ready" in (self.logs / f"worker-{node_id}.log").read_text()
 
-    def start_bridge(self) -> subprocess.Popen[bytes]:
-        env = {**self.env, "COD_ORACLE_KEY": self.oracle_key, "COD_POLL_INTERVAL_S": "0.25"}
+    def restart_redis(self) -> None:
+        """Kill Redis and start an empty one on the same port (no persistence: all queues lost)."""
+        port = int(self.env["COD_BROKER_URL"].rsplit(":", 1)[1].split("/")[0])
+        self.stop_process("redis", kill=True)
+        self._start_redis(port)
+
+    def start_bridge(self, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        env = {**self.env, "COD_ORACLE_KEY": self.oracle_key, "COD_POLL_INTERVAL_S": "0.25",
+               **self.bridge_env, **(extra_env or {})}
         log = self.logs / "bridge.log"
         offset = log.stat().st_size if log.exists() else 0
         process = self._spawn("bridge", [self.python, "-m", "bridge.cli", "bridge"], env)

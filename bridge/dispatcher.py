@@ -70,11 +70,8 @@ class Dispatcher:
     def send(self, job: Job, epoch: str) -> None:
         attempt = job.attempts + 1
         task_id = f"{job.key}:{attempt}"
-        self._ledger.add_attempt(job, attempt, task_id)
         self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id)
-        self._ledger.update(job, "queued", f"attempt {attempt}, task {task_id}",
-                            state=JobState.DISPATCHED, task_id=task_id, attempts=attempt,
-                            broker_epoch=epoch, dispatched_at=time.time())
+        self._ledger.mark_dispatched(job, attempt, task_id, epoch)
         log.info("dispatched %s", task_id, **job_extra(job.key))  # type: ignore[arg-type]
 
     def collect(self) -> int:

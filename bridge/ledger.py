@@ -372,8 +372,25 @@ class Ledger:
     # -- attempts -------------------------------------------------------------------------------------
     def add_attempt(self, job: Job, attempt: int, task_id: str) -> None:
         with self.session() as s:
-            s.add(Attempt(chain_id=job.chain_id, contract=job.contract, job_id=job.job_id,
-                          attempt=attempt, task_id=task_id, queued_at=time.time()))
+            _add_attempt(s, job, attempt, task_id)
+
+    def mark_dispatched(self, job: Job, attempt: int, task_id: str, epoch: str) -> None:
+        """Record an attempt and the job's move to `dispatched`, in one transaction.
+
+        Called after the task is sent: a crash in between leaves the job `requested`, and it is
+        sent again under the same task id (a duplicate run at worst, never a lost job)."""
+        now = time.time()
+        with self.session() as s:
+            _add_attempt(s, job, attempt, task_id)
+            stored = s.get(Job, (job.chain_id, job.contract, job.job_id))
+            assert stored is not None
+            fields = {"state": JobState.DISPATCHED, "task_id": task_id, "attempts": attempt,
+                      "broker_epoch": epoch, "dispatched_at": now, "updated_at": now}
+            for name, value in fields.items():
+                setattr(stored, name, value)
+                setattr(job, name, value)
+            _add_event(s, job.chain_id, job.contract, job.job_id, "queued",
+                       f"attempt {attempt}, task {task_id}")
 
     def finish_attempt(self, task_id: str, **fields: object) -> None:
         with self.session() as s:
@@ -398,6 +415,12 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def _add_attempt(s: Session, job: Job, attempt: int, task_id: str) -> None:
+    if s.scalars(select(Attempt).where(Attempt.task_id == task_id)).first() is None:
+        s.add(Attempt(chain_id=job.chain_id, contract=job.contract, job_id=job.job_id,
+                      attempt=attempt, task_id=task_id, queued_at=time.time()))
 
 
 def _add_event(s: Session, chain_id: int, contract: str, job_id: int, kind: str, detail: str

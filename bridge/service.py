@@ -87,7 +87,7 @@ class Bridge:
                 backoff = self.settings.poll_interval_s
             except Exception as exc:  # an outage (RPC, Redis) must not end the bridge
                 log.warning("bridge step failed (%s: %s); retrying in %.1f s",
-                            type(exc).__name__, exc, backoff)
+                            type(exc).__name__, str(exc)[:300], backoff)
                 backoff = min(backoff * 2, 15.0)
             self._stop.wait(backoff)
         log.info("bridge stopped")

@@ -5,13 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import Chain, anvil_chain, postgres
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    with postgres() as url:
-        yield url
+from tests.services import Chain, anvil_chain
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

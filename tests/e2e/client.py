@@ -53,6 +53,9 @@ class Requester:
             time.sleep(0.25)
         raise TimeoutError(f"job {job_id} still requested after {timeout:.0f} s")
 
+    def wait_status(self, job_id: int) -> JobStatus:
+        return read_job(self.manager, job_id).status
+
     def events(self, name: str, job_id: int) -> list[dict[str, Any]]:
         event = getattr(self.manager.events, name)
         return list(event.get_logs(from_block=0, argument_filters={"jobId": job_id}))

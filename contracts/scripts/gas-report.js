@@ -19,14 +19,12 @@ const SUFFIX =
   '","target":"/inputs/data"}],"outputs":[{"name":"outputs","path":"/outputs"}],' +
   '"resources":{"cpu":"1","memory":"512Mi","disk":"1Gi","gpu":0},"network":"none","timeout":600}';
 const SPEC = PREFIX + CID_IN + SUFFIX;
-// FanOutConsumer templates: map = wc over one input; combine = concatenate /inputs/0..n-1.
-const FANOUT_MAP_PREFIX =
-  '{"image":"cod/busybox:latest","entrypoint":["sh","-c","wc -w /inputs/data > /outputs/count"],' +
-  '"inputs":[{"source":"ipfs://';
-const FANOUT_MAP_SUFFIX = '","target":"/inputs/data"}],"timeout":60}';
+// FanOutConsumer templates, as bridge/fanout.py renders them (word_count_map_spec, sum_combine_spec).
+const FANOUT_MAP_PREFIX = '{"image":"cod/busybox:latest","entrypoint":["sh","-c","wc -w < /inputs/text.txt > /outputs/count"],"inputs":[{"source":"ipfs://';
+const FANOUT_MAP_SUFFIX = '","target":"/inputs/text.txt"}],"resources":{"cpu":0.5,"memory":"64Mi"},"timeout":60}';
 const FANOUT_COMBINE_PREFIX =
-  '{"image":"cod/busybox:latest","entrypoint":["sh","-c","cat /inputs/*/outputs/count > /outputs/all"],"inputs":[';
-const FANOUT_COMBINE_SUFFIX = '],"timeout":60}';
+  `{"image":"cod/busybox:latest","entrypoint":["sh","-c","cat /inputs/*/outputs/count | awk '{s+=$1} END {print s}' > /outputs/total"],"inputs":[`;
+const FANOUT_COMBINE_SUFFIX = '],"resources":{"cpu":0.5,"memory":"64Mi"},"timeout":60}';
 
 /** Intrinsic gas of a transaction (EIP-2028 calldata pricing, no access list, Cancun). */
 function intrinsicGas(tx) {
@@ -157,7 +155,8 @@ async function main() {
         }
         return (await f.getBatch(1n)).status === 2n; // COMBINING
       }),
-      note: `${FANOUT_MAP_PREFIX.length + FANOUT_MAP_SUFFIX.length}-byte map and ` +
+      note: "`bridge/fanout.py` example templates: " +
+        `${FANOUT_MAP_PREFIX.length + FANOUT_MAP_SUFFIX.length}-byte map, ` +
         `${FANOUT_COMBINE_PREFIX.length + FANOUT_COMBINE_SUFFIX.length}-byte combine templates`,
     });
   }

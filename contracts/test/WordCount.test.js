@@ -12,7 +12,7 @@ describe("WordCount (docs example)", function () {
   async function fixture() {
     const base = await H.deployManager();
     const wordCount = await (await ethers.getContractFactory("WordCount")).connect(base.requester).deploy(
-      await base.manager.getAddress(), PREFIX, SUFFIX, H.MIN_FEE, 100_000,
+      await base.manager.getAddress(), PREFIX, SUFFIX, H.MIN_FEE, 200_000,
     );
     return { ...base, wordCount };
   }

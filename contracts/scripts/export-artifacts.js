@@ -16,6 +16,7 @@ const EXPORTS = [
   ["IJobConsumer.sol", "IJobConsumer", false],
   ["examples/TwoStagePipeline.sol", "TwoStagePipeline", true],
   ["examples/FanOutConsumer.sol", "FanOutConsumer", true],
+  ["examples/WordCount.sol", "WordCount", true],
 ];
 
 // `hardhat coverage` compiles instrumented contracts into the same artifacts folder (with the

@@ -1,6 +1,12 @@
-// Property test: random sequences of operations keep
+// Property test: random sequences of operations — requests (from EOAs and from a chaining consumer
+// contract, including requests made inside callbacks), fulfilments, failures, cancellations,
+// withdrawals, refunds claimed by a consumer, fee and pause changes, and time travel — keep, after
+// every operation:
 //   balance(JobManager) == totalEscrowed + sum(withdrawable)
-// and totalEscrowed == sum of the fees of Requested jobs.
+//   totalEscrowed       == sum of the fees of Requested jobs
+//   withdrawable[a]     == what the fee rules give a, for every account a
+// The model computes the money on its own from the fee rules; the chain's events only say which
+// jobs changed. A reverted operation must change nothing.
 const { expect } = require("chai");
 const { ethers } = require("hardhat");
 const { time } = require("@nomicfoundation/hardhat-network-helpers");
@@ -20,15 +26,19 @@ function prng(seed) {
 
 const SEEDS = (process.env.COD_INVARIANT_SEEDS || "1,2,3").split(",").map(Number);
 const OPS = Number(process.env.COD_INVARIANT_OPS || 300);
+const REQUESTED = 1n;
+const COMPLETED = 2n;
+const FAILED = 3n;
+const CANCELLED = 4n;
 
 describe("JobManager invariant (random operation sequences)", function () {
   for (const seed of SEEDS) {
-    it(`holds for ${OPS} random operations (seed ${seed})`, async function () {
+    it(`holds after each of ${OPS} random operations (seed ${seed})`, async function () {
       const rand = prng(seed);
       const pick = (xs) => xs[Math.floor(rand() * xs.length)];
       const { manager, owner, oracle, oracle2 } = await H.deployManager();
       await manager.connect(owner).setOracle(oracle2.address, true);
-      await manager.connect(owner).setFailureFee(H.MIN_FEE / 3n);
+      const managerAddr = await manager.getAddress();
       const signers = await ethers.getSigners();
       const requesters = signers.slice(5, 9);
       const oracles = [oracle, oracle2];
@@ -37,77 +47,163 @@ describe("JobManager invariant (random operation sequences)", function () {
         await (await ethers.getContractFactory("RevertingConsumer")).deploy().then((c) => c.getAddress()),
         await (await ethers.getContractFactory("GasProbeConsumer")).deploy().then((c) => c.getAddress()),
       ];
-      const accounts = [...requesters, ...oracles].map((s) => s.address);
-      const jobs = []; // {id, requester, fee, status}
-      const addr = await manager.getAddress();
-      const counts = { request: 0, fulfil: 0, fail: 0, cancel: 0, withdraw: 0, reverted: 0, warp: 0 };
+      // a JobConsumer that requests its stage 2 from inside the stage-1 callback
+      const pipeline = await (await ethers.getContractFactory("TwoStagePipeline")).deploy(
+        managerAddr, H.specPrefix(1), H.SPEC_SUFFIX, H.specPrefix(2), H.SPEC_SUFFIX, H.MIN_FEE, H.DEFAULT_CALLBACK_GAS,
+      );
+      const pipelineAddr = await pipeline.getAddress();
 
-      async function check() {
-        let sumWithdrawable = 0n;
-        for (const a of accounts) sumWithdrawable += await manager.withdrawable(a);
-        const escrowed = await manager.totalEscrowed();
-        const expectedEscrow = jobs.filter((j) => j.status === 1).reduce((s, j) => s + j.fee, 0n);
-        expect(escrowed).to.equal(expectedEscrow);
-        expect(await ethers.provider.getBalance(addr)).to.equal(escrowed + sumWithdrawable);
-      }
+      // the model
+      const jobs = new Map(); // id → {requester, fee, status}
+      const owed = new Map(); // account → wei the fee rules say it can withdraw
+      let failureFee = 0n;
+      const credit = (account, amount) => owed.set(account, (owed.get(account) || 0n) + amount);
+      const accounts = [...requesters, ...oracles].map((s) => s.address).concat(pipelineAddr);
+      const counts = {
+        request: 0, fulfil: 0, fail: 0, cancel: 0, withdraw: 0, chained: 0, pipelineCancel: 0,
+        claimRefunds: 0, failureFee: 0, pause: 0, warp: 0, reverted: 0,
+      };
 
-      // a revert is an allowed outcome of a random op; it must change nothing
-      async function attempt(promise) {
-        try {
-          await (await promise).wait();
-          return true;
-        } catch (e) {
-          counts.reverted++;
-          return false;
+      /** Applies the fee rules to the jobs the receipt's events say changed. */
+      function apply(receipt, sender) {
+        for (const log of receipt.logs) {
+          if (log.address !== managerAddr) continue;
+          const ev = manager.interface.parseLog(log);
+          if (!ev) continue;
+          const id = ev.args.jobId;
+          if (ev.name === "JobRequested") {
+            expect(jobs.has(id)).to.equal(false);
+            jobs.set(id, { requester: ev.args.requester, fee: ev.args.fee, status: REQUESTED });
+            if (ev.args.requester === pipelineAddr && receipt.to === managerAddr) counts.chained++;
+            continue;
+          }
+          if (!["JobCompleted", "JobFailed", "JobCancelled"].includes(ev.name)) continue;
+          const job = jobs.get(id);
+          expect(job.status).to.equal(REQUESTED, `job ${id} settled twice`);
+          if (ev.name === "JobCompleted") {
+            job.status = COMPLETED;
+            credit(sender, job.fee);
+          } else if (ev.name === "JobFailed") {
+            job.status = FAILED;
+            const share = failureFee < job.fee ? failureFee : job.fee;
+            credit(sender, share);
+            credit(job.requester, job.fee - share);
+          } else {
+            job.status = CANCELLED;
+            credit(job.requester, job.fee);
+          }
+        }
+        for (const log of receipt.logs) {
+          if (log.address !== managerAddr) continue;
+          const ev = manager.interface.parseLog(log);
+          if (ev && ev.name === "Withdrawn") {
+            expect(ev.args.amount).to.equal(owed.get(ev.args.account), "withdrew other than owed");
+            owed.set(ev.args.account, 0n);
+          }
         }
       }
 
+      async function check() {
+        let sumWithdrawable = 0n;
+        for (const a of accounts) {
+          const w = await manager.withdrawable(a);
+          expect(w).to.equal(owed.get(a) || 0n, `withdrawable(${a})`);
+          sumWithdrawable += w;
+        }
+        const escrowed = await manager.totalEscrowed();
+        const expectedEscrow = [...jobs.values()].filter((j) => j.status === REQUESTED).reduce((s, j) => s + j.fee, 0n);
+        expect(escrowed).to.equal(expectedEscrow);
+        expect(await ethers.provider.getBalance(managerAddr)).to.equal(escrowed + sumWithdrawable);
+        expect(await manager.nextJobId()).to.equal(BigInt(jobs.size + 1));
+      }
+
+      // a revert is an allowed outcome of a random op; it must change nothing (checked by check())
+      async function attempt(sender, send) {
+        try {
+          const receipt = await (await send()).wait();
+          apply(receipt, sender.address);
+          return receipt;
+        } catch (e) {
+          if (e.name === "AssertionError") throw e;
+          counts.reverted++;
+          return null;
+        }
+      }
+
+      const openJob = () => {
+        const all = [...jobs.entries()];
+        const open = all.filter(([, j]) => j.status === REQUESTED);
+        const [id] = open.length && rand() < 0.9 ? pick(open) : pick(all);
+        return id;
+      };
+
       for (let i = 0; i < OPS; i++) {
         const r = rand();
-        const open = jobs.filter((j) => j.status === 1);
-        if (r < 0.35 || jobs.length === 0) {
+        if (r < 0.25 || jobs.size === 0) {
           const who = pick(requesters);
           const fee = H.MIN_FEE + BigInt(Math.floor(rand() * 1000)) * 10n ** 12n;
           const consumer = pick(consumers);
-          if (await attempt(manager.connect(who).requestJob("{}", consumer, 50_000, { value: fee }))) {
-            jobs.push({ id: BigInt(jobs.length + 1), requester: who, fee, status: 1 });
+          if (await attempt(who, () => manager.connect(who).requestJob("{}", consumer, 50_000, { value: fee }))) {
             counts.request++;
           }
-        } else if (r < 0.55) {
-          const job = open.length && rand() < 0.9 ? pick(open) : pick(jobs);
-          if (await attempt(manager.connect(pick(oracles)).fulfillJob(job.id, H.CID_1, rand() < 0.8 ? 0 : 1))) {
-            job.status = 2;
-            counts.fulfil++;
+        } else if (r < 0.32) {
+          const who = pick(requesters);
+          if (await attempt(who, () => pipeline.connect(who).start(H.CID_IN, { value: 2n * H.MIN_FEE }))) counts.request++;
+        } else if (r < 0.5) {
+          const who = pick(oracles);
+          const id = openJob();
+          if (await attempt(who, () => manager.connect(who).fulfillJob(id, H.CID_1, rand() < 0.8 ? 0 : 1))) counts.fulfil++;
+        } else if (r < 0.6) {
+          const who = pick(oracles);
+          const id = openJob();
+          if (await attempt(who, () => manager.connect(who).failJob(id, "no"))) counts.fail++;
+        } else if (r < 0.7) {
+          const id = openJob();
+          const who = rand() < 0.85 ? signers.find((s) => s.address === jobs.get(id).requester) || pick(requesters) : pick(requesters);
+          if (await attempt(who, () => manager.connect(who).cancelJob(id))) counts.cancel++;
+        } else if (r < 0.74) {
+          const who = pick(requesters);
+          const runs = await pipeline.runCount();
+          const runId = runs === 0n ? 1n : BigInt(1 + Math.floor(rand() * Number(runs)));
+          if (await attempt(who, () => pipeline.connect(who).cancelStalled(runId))) counts.pipelineCancel++;
+        } else if (r < 0.77) {
+          const who = pick(requesters);
+          if (await attempt(who, () => pipeline.connect(who).claimRefunds())) counts.claimRefunds++;
+        } else if (r < 0.88) {
+          const who = pick([...requesters, ...oracles]);
+          const to = rand() < 0.5 ? who : pick(requesters.filter((s) => s !== who));
+          const before = await ethers.provider.getBalance(to.address);
+          const receipt = await attempt(who, () =>
+            to === who ? manager.connect(who).withdraw() : manager.connect(who).withdrawTo(to.address));
+          if (receipt) {
+            counts.withdraw++;
+            if (to !== who) {
+              const sent = manager.interface.parseLog(receipt.logs.find((l) => l.address === managerAddr)).args.amount;
+              expect((await ethers.provider.getBalance(to.address)) - before).to.equal(sent);
+            }
           }
-        } else if (r < 0.68) {
-          const job = open.length && rand() < 0.9 ? pick(open) : pick(jobs);
-          if (await attempt(manager.connect(pick(oracles)).failJob(job.id, "no"))) {
-            job.status = 3;
-            counts.fail++;
-          }
-        } else if (r < 0.8) {
-          const job = open.length && rand() < 0.9 ? pick(open) : pick(jobs);
-          const who = rand() < 0.85 ? job.requester : pick(requesters);
-          if (await attempt(manager.connect(who).cancelJob(job.id))) {
-            job.status = 4;
-            counts.cancel++;
+        } else if (r < 0.91) {
+          const next = BigInt(Math.floor(rand() * 4)) * (H.MIN_FEE / 3n); // 0, 1/3, 2/3 or all of minFee
+          if (await attempt(owner, () => manager.connect(owner).setFailureFee(next))) {
+            failureFee = next;
+            counts.failureFee++;
           }
         } else if (r < 0.93) {
-          const who = pick([...requesters, ...oracles]);
-          const to = rand() < 0.5 ? who.address : pick(requesters).address;
-          if (await attempt(rand() < 0.5 ? manager.connect(who).withdraw() : manager.connect(who).withdrawTo(to))) {
-            counts.withdraw++;
-          }
+          if (await attempt(owner, () => manager.connect(owner).pause())) counts.pause++;
         } else {
           await time.increase(Math.floor(rand() * Number(H.JOB_WINDOW) * 1.5));
           counts.warp++;
         }
-        if (i % 10 === 0) await check();
+        // pauses are short: requests revert while paused, everything else keeps working
+        if (rand() < 0.2 && (await manager.paused())) await attempt(owner, () => manager.connect(owner).unpause());
+        await check();
       }
-      await check();
-      for (const j of jobs) expect((await manager.getJob(j.id)).status).to.equal(BigInt(j.status));
-      // every kind of operation actually happened
-      for (const k of ["request", "fulfil", "fail", "cancel", "withdraw"]) expect(counts[k]).to.be.greaterThan(0);
+      console.log(`      seed ${seed}: ${JSON.stringify(counts)}`);
+      for (const [id, j] of jobs) expect((await manager.getJob(id)).status).to.equal(j.status);
+      // every kind of operation actually happened, including requests made inside callbacks
+      for (const k of ["request", "fulfil", "fail", "cancel", "withdraw", "chained", "failureFee", "pause", "warp"]) {
+        expect(counts[k], k).to.be.greaterThan(0);
+      }
     });
   }
 });

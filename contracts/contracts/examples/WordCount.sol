@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {IJobManager} from "../IJobManager.sol";
+import {JobConsumer} from "../JobConsumer.sol";
+import {Cids} from "./Cids.sol";
+
+/// @title WordCount
+/// @notice The smallest useful cod consumer: its owner asks for the words of a text on IPFS to be
+/// counted; the result CID and exit code arrive in the callback and are kept per job.
+/// @dev The spec is `specPrefix + cid + specSuffix`, rendered off-chain from a `JobSpec`; only a
+/// CID that passes `Cids.isPlausible` is spliced in. Fees come from this contract's balance;
+/// refunds of failed or cancelled (`cancel`) jobs come back with `claimRefunds`, and the owner takes the
+/// balance out with `withdrawFunds`.
+contract WordCount is JobConsumer, Ownable {
+    struct Result {
+        bool done;
+        bool failed;
+        uint8 exitCode;
+        string resultCid; // the result directory: stdout, stderr, exitCode, outputs/count
+    }
+
+    uint256 public immutable fee;
+    uint32 public immutable callbackGasLimit;
+    string public specPrefix;
+    string public specSuffix;
+    mapping(uint256 jobId => Result) public results;
+
+    error WordCountInvalidCid(string cid);
+    error WordCountUnknownJob(uint256 jobId);
+    error WordCountSendFailed(address to, uint256 amount);
+
+    event WordCountRequested(uint256 indexed jobId, string inputCid);
+    event WordCountCompleted(uint256 indexed jobId, string resultCid, uint8 exitCode);
+    event WordCountFailed(uint256 indexed jobId, string reason);
+
+    constructor(IJobManager jobManager_, string memory specPrefix_, string memory specSuffix_, uint256 fee_,
+        uint32 callbackGasLimit_) JobConsumer(jobManager_) Ownable(msg.sender) {
+        specPrefix = specPrefix_;
+        specSuffix = specSuffix_;
+        fee = fee_;
+        callbackGasLimit = callbackGasLimit_;
+    }
+
+    /// @notice Requests a word count of the text at `inputCid`, paying `fee` from this contract.
+    function count(string calldata inputCid) external payable onlyOwner returns (uint256 jobId) {
+        if (!Cids.isPlausible(inputCid)) revert WordCountInvalidCid(inputCid);
+        jobId = _requestJob(string.concat(specPrefix, inputCid, specSuffix), fee, callbackGasLimit);
+        emit WordCountRequested(jobId, inputCid);
+    }
+
+    /// @notice Cancels `jobId` once its deadline has passed; its fee becomes claimable (`claimRefunds`).
+    function cancel(uint256 jobId) external onlyOwner {
+        jobManager.cancelJob(jobId);
+    }
+
+    /// @notice Sends `amount` of this contract's balance to `to`.
+    function withdrawFunds(address payable to, uint256 amount) external onlyOwner {
+        (bool sent,) = to.call{value: amount}("");
+        if (!sent) revert WordCountSendFailed(to, amount);
+    }
+
+    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {
+        Result storage result = _pending(jobId);
+        result.done = true;
+        result.exitCode = exitCode;
+        result.resultCid = resultCid;
+        emit WordCountCompleted(jobId, resultCid, exitCode);
+    }
+
+    function _onJobFailed(uint256 jobId, string calldata reason) internal override {
+        Result storage result = _pending(jobId);
+        result.done = true;
+        result.failed = true;
+        emit WordCountFailed(jobId, reason);
+    }
+
+    /// @dev Only jobs this contract requested reach the hooks (the JobManager calls back the
+    /// consumer named in the request), but a job id from another requester naming this contract
+    /// as consumer would too: refuse those.
+    function _pending(uint256 jobId) private view returns (Result storage) {
+        if (jobManager.getJob(jobId).requester != address(this)) revert WordCountUnknownJob(jobId);
+        return results[jobId];
+    }
+}

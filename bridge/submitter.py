@@ -9,9 +9,11 @@ and the contract refuses a second fulfilment in any case.
 from __future__ import annotations
 
 import logging
+import time
 
 from web3.contract import Contract
 
+from bridge import metrics
 from bridge.chain import JobStatus, read_job
 from bridge.ledger import Job, JobState, Ledger, Transaction, TxStatus
 from bridge.txmanager import TxManager, calldata
@@ -55,6 +57,7 @@ class Submitter:
             tx = self._txm.get(job.submit_tx_id)
             assert tx is not None
             if tx.status == TxStatus.CONFIRMED and tx.succeeded:
+                metrics.SUBMIT_LATENCY.observe(max(0.0, time.time() - tx.created_at))
                 fulfilled = tx.idempotency_key.startswith("fulfill:")
                 self._ledger.update(job, "fulfilled" if fulfilled else "failed-on-chain",
                                     f"tx {tx.tx_hash} in block {tx.mined_block}",

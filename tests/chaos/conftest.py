@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import BridgeSettings
-from bridge.devstack import DevStack
+from bridge.devstack import DevStack, free_port
 from tests.e2e.client import Requester
 
 
@@ -18,7 +18,8 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory, postgres_url: str
                 ) -> Iterator[DevStack]:
     stack = DevStack(Path(tmp_path_factory.mktemp("chaos")), block_time=1,
                      preferred_ports=False, ledger_url=postgres_url,
-                     bridge_env={"COD_RECONCILE_INTERVAL_S": "1", "COD_STALL_GRACE_S": "10"})
+                     bridge_env={"COD_RECONCILE_INTERVAL_S": "1", "COD_STALL_GRACE_S": "10",
+                                 "COD_METRICS_PORT": str(free_port())})
     stack.start()
     try:
         yield stack

@@ -74,7 +74,8 @@ class Chain:
 
 
 @contextmanager
-def anvil_chain(min_fee: int = 10**15, window: int = 3600, block_time: int = 0) -> Iterator[Chain]:
+def anvil_chain(min_fee: int = 10**15, window: int = 3600, block_time: int = 0,
+                rpc_timeout: float = 30.0) -> Iterator[Chain]:
     port = free_port()
     args = [find_anvil(), "--port", str(port), "--mnemonic", ANVIL_MNEMONIC, "--silent"]
     if block_time:
@@ -86,7 +87,7 @@ def anvil_chain(min_fee: int = 10**15, window: int = 3600, block_time: int = 0) 
         deadline = time.monotonic() + 20
         while True:
             try:
-                w3 = connect(url, timeout=5)
+                w3 = connect(url, timeout=rpc_timeout)
                 break
             except Exception:
                 if time.monotonic() > deadline:

@@ -1,0 +1,168 @@
+"""Bridge scaling: listener catch-up over a backlog, and submitter fulfilments per second.
+
+    .venv/bin/python -m bench.bridge_bench [--requests 10000] [--blocks 50000] [--fulfil 500]
+
+Against a real anvil and a real Redis (started here): a backlog of `--requests` JobRequested events
+spread over at least `--blocks` blocks is read by a fresh listener into a fresh SQLite ledger and
+dispatched to Celery (no worker consumes them); then `--fulfil` executed jobs are submitted with the
+transaction manager (anvil automines). Writes bench/results/bridge.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from eth_account import Account
+from web3 import Web3
+
+from bridge.chain import TxSender
+from bridge.dispatcher import BrokerEpoch, Dispatcher
+from bridge.ledger import JobState, Ledger
+from bridge.listener import Listener
+from bridge.submitter import Submitter
+from bridge.txmanager import TxManager, calldata
+from executor.celery_app import make_app
+from tests.services import anvil_chain, free_port
+
+SPEC = json.dumps({"image": "cod/busybox:latest", "entrypoint": ["sh", "-c", "echo hi"],
+                   "inputs": [{"source": "ipfs://bafkreidovn72i5u5267d2jpcgldmxcrh2a3n7bx5xt4g6cpfjnd45mr7wi",
+                               "target": "/inputs/text.txt"}], "timeout": 60})
+ZERO = "0x" + "0" * 40
+RESULTS = Path(__file__).parent / "results"
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_backlog(w3: Web3, sender: TxSender, manager: object, requests: int, blocks: int,
+                 batch: int = 250) -> None:
+    """`requests` requests in batches of `batch` per block, empty blocks in between."""
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    account = Account.from_key(sender.account.key)
+    nonce = w3.eth.get_transaction_count(account.address)
+    fee = int(manager.functions.minFee().call())  # type: ignore[attr-defined]
+    data = calldata(manager.functions.requestJob(SPEC, ZERO, 0))  # type: ignore[attr-defined]
+    gap = max(1, blocks // max(1, requests // batch))
+    chain_id = w3.eth.chain_id
+    base = int(w3.eth.get_block("latest")["baseFeePerGas"])
+    sent = 0
+    while sent < requests:
+        for _ in range(min(batch, requests - sent)):
+            tx = {"to": manager.address, "data": data, "value": fee, "gas": 200_000,  # type: ignore[attr-defined]
+                  "maxFeePerGas": 4 * base + 10**9, "maxPriorityFeePerGas": 10**9,
+                  "nonce": nonce, "chainId": chain_id, "type": 2}
+            w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+            nonce += 1
+            sent += 1
+        w3.provider.make_request("anvil_mine", ["0x1"])  # type: ignore[arg-type]
+        w3.provider.make_request("anvil_mine", [hex(gap)])  # type: ignore[arg-type]
+        base = int(w3.eth.get_block("latest")["baseFeePerGas"])
+    w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--blocks", type=int, default=50_000)
+    parser.add_argument("--fulfil", type=int, default=500)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cod-bench-"))
+    redis_port = free_port()
+    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
+                              str(redis_port), "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL)
+    broker = f"redis://127.0.0.1:{redis_port}/0"
+    report: dict[str, object] = {"requests": args.requests, "machine": _machine()}
+    try:
+        with anvil_chain(min_fee=10**12, rpc_timeout=600) as chain:
+            t0 = time.monotonic()
+            make_backlog(chain.w3, chain.owner, chain.manager, args.requests, args.blocks)
+            head = chain.w3.eth.block_number
+            report["backlog_blocks"] = head
+            report["backlog_build_s"] = round(time.monotonic() - t0, 1)
+
+            ledger = Ledger(f"sqlite:///{work / 'ledger.sqlite'}")
+            listener = Listener(chain.w3, chain.manager, ledger, 0, 0, 2000)
+            rss_before = rss_mb()
+            t0 = time.monotonic()
+            seen = listener.poll()
+            listen_s = time.monotonic() - t0
+            dispatcher = Dispatcher(make_app(broker), ledger, BrokerEpoch(broker),
+                                    listener.chain_id, listener.address)
+            t0 = time.monotonic()
+            while dispatcher.dispatch_pending():
+                pass
+            dispatch_s = time.monotonic() - t0
+            assert seen == args.requests, (seen, args.requests)
+            report.update({
+                "listener_s": round(listen_s, 2),
+                "listener_events_per_s": round(seen / listen_s, 1),
+                "listener_blocks_per_s": round(head / listen_s, 1),
+                "dispatch_s": round(dispatch_s, 2),
+                "dispatch_jobs_per_s": round(seen / dispatch_s, 1),
+                "bridge_max_rss_mb": round(rss_mb(), 1),
+                "bridge_rss_growth_mb": round(rss_mb() - rss_before, 1),
+            })
+
+            # submitter: mark the first N jobs executed and fulfil them
+            jobs = ledger.jobs_in(listener.chain_id, listener.address, JobState.DISPATCHED,
+                                  limit=args.fulfil)
+            for job in jobs:
+                ledger.update(job, state=JobState.EXECUTED, exit_code=0,
+                              result_cid="bafybeifnpx3io52zdt45tzxhynk7qf55hhbzfxtux24xfchmlqipybr6ne")
+            txm = TxManager(chain.w3, chain.oracle_key, ledger)
+            submitter = Submitter(chain.manager, txm, ledger, listener.chain_id)
+            t0 = time.monotonic()
+            done = 0
+            while done < len(jobs):
+                submitter.submit_ready()
+                txm.process()
+                done += submitter.confirm()
+            submit_s = time.monotonic() - t0
+            completed = len(ledger.jobs_in(listener.chain_id, listener.address,
+                                           JobState.COMPLETED, limit=10**6))
+            report.update({"fulfilled": completed, "submit_s": round(submit_s, 2),
+                           "fulfilments_per_s": round(completed / submit_s, 1)})
+    finally:
+        redis.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    write(report)
+
+
+def _machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), "?")
+    return f"{cpu}, {subprocess.check_output(['nproc']).decode().strip()} cores"
+
+
+def write(report: dict[str, object]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bridge.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        "# Bridge scaling",
+        "",
+        f"Command: `.venv/bin/python -m bench.bridge_bench --requests {report['requests']}`",
+        f"Machine: {report['machine']}",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| backlog | {report['requests']} requests over {report['backlog_blocks']} blocks |",
+        f"| listener catch-up | {report['listener_s']} s: **{report['listener_events_per_s']} events/s**, {report['listener_blocks_per_s']} blocks/s |",
+        f"| dispatch to Celery (Redis) | {report['dispatch_s']} s: **{report['dispatch_jobs_per_s']} jobs/s** |",
+        f"| bridge memory (max RSS) | {report['bridge_max_rss_mb']} MB, grew {report['bridge_rss_growth_mb']} MB over the backlog |",
+        f"| submitter (anvil automine) | {report['fulfilled']} fulfilments in {report['submit_s']} s: **{report['fulfilments_per_s']} /s** |",
+    ]
+    (RESULTS / "bridge.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import Celery
 from celery.result import AsyncResult
 
 from bridge.ledger import Job, JobState, Ledger
 from executor.celery_app import EXECUTE_JOB
+from executor.nodes import waiting_reason
+from executor.routing import queue_for
 from executor.runner import JobOutcome
 from executor.spec import SpecError, parse_spec
 
@@ -21,6 +24,7 @@ class Dispatcher:
         self._ledger = ledger
         self._chain_id = chain_id
         self._contract = contract
+        self._waiting: dict[str, str] = {}  # job key → reason last recorded
 
     def dispatch_pending(self) -> int:
         """Send every job in `requested` to the executors; a spec that fails validation is
@@ -28,14 +32,25 @@ class Dispatcher:
         jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.REQUESTED)
         for job in jobs:
             try:
-                parse_spec(job.spec)
+                spec = parse_spec(job.spec)
             except SpecError as exc:
                 self._ledger.update(job, "rejected", str(exc), state=JobState.REJECTED,
                                     reason=str(exc))
                 continue
+            wait = waiting_reason(spec, self._app.conf.broker_url, time.time() - job.created_at)
+            if wait is not None:
+                if wait.expired:
+                    self._ledger.update(job, "rejected", wait.reason, state=JobState.REJECTED,
+                                        reason=wait.reason)
+                elif self._waiting.get(job.key) != wait.reason:
+                    self._ledger.update(job, "waiting", wait.reason)
+                    self._waiting[job.key] = wait.reason
+                continue
+            self._waiting.pop(job.key, None)
             attempt = job.attempts + 1
             task_id = f"{job.key}:{attempt}"
-            self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id)
+            self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id,
+                                queue=queue_for(spec))
             self._ledger.update(job, "queued", f"task {task_id}", state=JobState.DISPATCHED,
                                 task_id=task_id, attempts=attempt)
         return len(jobs)

@@ -96,9 +96,9 @@ class WasmEngine:
             if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
                 exit_code, reason = EXIT_TIMEOUT, f"killed: exceeded the job timeout of {spec.timeout} s"
             else:
-                exit_code, reason = EXIT_TRAP, f"wasm trap: {exc.message.splitlines()[0]}"
+                exit_code, reason = EXIT_TRAP, f"wasm trap: {_first_line(exc)}"
         except wasmtime.WasmtimeError as exc:  # e.g. an instantiation beyond the memory limit
-            exit_code, reason = EXIT_TRAP, f"wasm error: {str(exc).splitlines()[0]}"
+            exit_code, reason = EXIT_TRAP, f"wasm error: {_first_line(exc)}"
         finally:
             store.close()
         return RunOutcome(exit_code, reason, self._cap(request.stdout), self._cap(request.stderr))
@@ -132,3 +132,9 @@ def _preopens(mounts: list[Mount], views: Path) -> list[tuple[Path, str, bool]]:
         except OSError:
             shutil.copyfile(mount.host, view / name)
     return preopens
+
+
+def _first_line(exc: Exception) -> str:
+    """Wasmtime's messages start with a backtrace header; the cause is on the last line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -82,3 +82,23 @@ def run(runner: JobRunner, spec: JobSpec | str) -> JobOutcome:
 def sh(script: str, **fields: Any) -> JobSpec:
     fields.setdefault("cache", False)
     return JobSpec(image=BUSYBOX_IMAGE, entrypoint=["sh", "-c", script], **fields)
+
+
+CLUSTER_NODES = ("node-a", "node-b", "node-c")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """The whole stack with three workers of distinct node ids. Short heartbeats and visibility
+    timeout, so a killed node's job comes back within seconds."""
+    stack = DevStack(Path(tmp_path_factory.mktemp("cluster")), preferred_ports=False,
+                     with_worker=False,
+                     worker_env={"COD_INPUT_FETCH_TIMEOUT_S": "10", "COD_HEARTBEAT_INTERVAL_S": "1",
+                                 "COD_VISIBILITY_TIMEOUT_S": "6"})
+    stack.start()
+    try:
+        for node_id in CLUSTER_NODES:
+            stack.start_worker(node_id)
+        yield stack
+    finally:
+        stack.stop()

@@ -150,6 +150,17 @@ class DevStack:
                     process.wait()
             del name
         self._processes.clear()
+        self._clean_worker_leftovers()
+
+    def _clean_worker_leftovers(self) -> None:
+        """A worker killed and not restarted leaves its result filesystems mounted: unmount
+        them, as its next start would (its containers are left to `cod worker`'s next start:
+        node ids like `node-1` may be shared with other stacks on this Docker engine)."""
+        from executor.volumes import clean_work_dir
+
+        work = self.state_dir / "work"
+        for node_dir in work.iterdir() if work.exists() else []:
+            clean_work_dir(node_dir)
 
     def check_alive(self) -> list[str]:
         """Names of started processes that have exited."""

@@ -125,6 +125,7 @@ def test_a_1gib_input_is_streamed_not_held_in_memory(
     url = _fetch_in_fresh_process("url", f"{http_url}/zeros/{GiB}", tmp_path / "u", api)
     assert url["size"] == GiB
     (tmp_path / "u").unlink()
+    print(f"\n1 GiB URL input: peak RSS grew {url['grew_kib']} KiB")
     assert url["grew_kib"] < 40 * 1024, url  # peak memory grew by less than 40 MiB
 
     big = tmp_path / "big.bin"
@@ -134,4 +135,5 @@ def test_a_1gib_input_is_streamed_not_held_in_memory(
     big.unlink()
     ipfs = _fetch_in_fresh_process("ipfs", f"ipfs://{cid}", tmp_path / "i", api)
     assert ipfs["size"] == GiB
+    print(f"1 GiB IPFS input: peak RSS grew {ipfs['grew_kib']} KiB")
     assert ipfs["grew_kib"] < 40 * 1024, ipfs

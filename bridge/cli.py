@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from bridge.config import BridgeSettings
+from executor.node_cli import app as node_app
 
 app = typer.Typer(help="cod: compute over data, bridged to smart contracts.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -22,6 +23,7 @@ contracts_app = typer.Typer(help="Deploy and inspect the contracts.", no_args_is
 job_app = typer.Typer(help="Inspect jobs.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(job_app, name="job")
+app.add_typer(node_app, name="node")
 console = Console()
 err = Console(stderr=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -88,6 +89,7 @@ class DevStack:
     block_time: int = 1
     with_bridge: bool = True
     with_worker: bool = True
+    with_chain: bool = True  # False: only Docker, Kubo and Redis (executor tests)
     preferred_ports: bool = True
     python: str = sys.executable
     worker_env: dict[str, str] = field(default_factory=dict)
@@ -111,19 +113,22 @@ class DevStack:
         try:
             self._start_docker()
             ensure_busybox_image()
-            rpc_url = self._start_anvil()
             ipfs_api = self._start_kubo()
             broker_url = self._start_redis()
-            contract = self._deploy(rpc_url)
-            self.env = {
-                "COD_RPC_URL": rpc_url,
-                "COD_CONTRACT": contract,
-                "COD_IPFS_API": ipfs_api,
-                "COD_BROKER_URL": broker_url,
-                "COD_PRIVATE_KEY": self.user_key,
-                "COD_LEDGER_URL": self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.sqlite'}",
-                "COD_CONFIRMATIONS": "0",
-            }
+            self.env = {"COD_IPFS_API": ipfs_api, "COD_BROKER_URL": broker_url}
+            if self.with_chain:
+                rpc_url = self._start_anvil()
+                contract = self._deploy(rpc_url)
+                self.env = {
+                    "COD_RPC_URL": rpc_url,
+                    "COD_CONTRACT": contract,
+                    "COD_IPFS_API": ipfs_api,
+                    "COD_BROKER_URL": broker_url,
+                    "COD_PRIVATE_KEY": self.user_key,
+                    "COD_LEDGER_URL": (self.ledger_url
+                                       or f"sqlite:///{self.state_dir / 'ledger.sqlite'}"),
+                    "COD_CONFIRMATIONS": "0",
+                }
             if self.with_worker:
                 self.start_worker("node-1")
             if self.with_bridge:
@@ -148,6 +153,17 @@ class DevStack:
                     process.wait()
             del name
         self._processes.clear()
+        self._clean_worker_leftovers()
+
+    def _clean_worker_leftovers(self) -> None:
+        """A worker killed and not restarted leaves its result filesystems mounted: unmount
+        them, as its next start would (its containers are left to `cod worker`'s next start:
+        node ids like `node-1` may be shared with other stacks on this Docker engine)."""
+        from executor.volumes import clean_work_dir
+
+        work = self.state_dir / "work"
+        for node_dir in work.iterdir() if work.exists() else []:
+            clean_work_dir(node_dir)
 
     def check_alive(self) -> list[str]:
         """Names of started processes that have exited."""
@@ -198,23 +214,31 @@ class DevStack:
             raise DevStackError("Kubo (ipfs) not found: run scripts/bootstrap.sh")
         repo = self.state_dir / "ipfs"
         env = {"IPFS_PATH": str(repo)}
-        api_port, gateway_port, swarm_port = (self._port(5001), self._port(8080),
-                                              self._port(4001))
 
         def ipfs_cmd(*args: str) -> None:
             subprocess.run([ipfs, *args], check=True, env={**os.environ, **env},
                            capture_output=True)
 
-        # The "test" profile: no bootstrap peers, no MDNS, loopback only: a private node.
-        ipfs_cmd("init", "--profile=test", "--empty-repo")
-        ipfs_cmd("config", "Addresses.API", f"/ip4/127.0.0.1/tcp/{api_port}")
-        ipfs_cmd("config", "Addresses.Gateway", f"/ip4/127.0.0.1/tcp/{gateway_port}")
-        ipfs_cmd("config", "--json", "Addresses.Swarm", f'["/ip4/127.0.0.1/tcp/{swarm_port}"]')
+        if not repo.exists():  # a restart (`start_kubo`) keeps the repo, its data and ports
+            api_port, gateway_port, swarm_port = (self._port(5001), self._port(8080),
+                                                  self._port(4001))
+            # The "test" profile: no bootstrap peers, no MDNS, loopback only: a private node.
+            ipfs_cmd("init", "--profile=test", "--empty-repo")
+            ipfs_cmd("config", "Addresses.API", f"/ip4/127.0.0.1/tcp/{api_port}")
+            ipfs_cmd("config", "Addresses.Gateway", f"/ip4/127.0.0.1/tcp/{gateway_port}")
+            ipfs_cmd("config", "--json", "Addresses.Swarm",
+                     f'["/ip4/127.0.0.1/tcp/{swarm_port}"]')
+            self._kubo_api_port = api_port
+        api_port = self._kubo_api_port
         process = self._spawn("kubo", [ipfs, "daemon"], env)
         url = f"http://127.0.0.1:{api_port}"
         _wait_for("kubo", lambda: httpx.post(f"{url}/api/v0/id", timeout=2).status_code == 200,
                   60, process, self.logs / "kubo.log")
         return url
+
+    def start_kubo(self) -> str:
+        """Start Kubo again after `stop_process("kubo")`, with the same repo and ports."""
+        return self._start_kubo()
 
     def _start_redis(self, port: int | None = None) -> str:
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -239,15 +263,26 @@ class DevStack:
         env = {**self.env, "COD_NODE_ID": node_id,
                "COD_WORK_DIR": str(self.state_dir / "work" / node_id), **self.worker_env,
                **(extra_env or {})}
+        log = self.logs / f"worker-{node_id}.log"
+        offset = log.stat().st_size if log.exists() else 0  # a restarted node appends
         process = self._spawn(f"worker-{node_id}",
                               [self.python, "-m", "bridge.cli", "worker", "--concurrency", "1"],
                               env)
-        _wait_for(f"worker {node_id}", lambda: self._worker_ready(node_id), 60, process,
-                  self.logs / f"worker-{node_id}.log")
+        _wait_for(f"worker {node_id}", lambda: self._worker_ready(node_id, offset), 60, process,
+                  log)
         return process
 
-    def _worker_ready(self, node_id: str) -> bool:
-        return "ready" in (self.logs / f"worker-{node_id}.log").read_text()
+    def _worker_ready(self, node_id: str, offset: int = 0) -> bool:
+        return b"ready" in (self.logs / f"worker-{node_id}.log").read_bytes()[offset:]
+
+    def kill_worker(self, node_id: str) -> None:
+        """SIGKILL a worker and its pool processes at once: the node dies mid-job (its
+        containers, run by the Docker daemon, are left behind)."""
+        for name, process in list(self._processes):
+            if name == f"worker-{node_id}":
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+                self._processes.remove((name, process))
 
     def restart_redis(self) -> None:
         """Kill Redis and start an empty one on the same port (no persistence: all queues lost)."""

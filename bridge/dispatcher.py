@@ -19,6 +19,8 @@ from bridge import metrics
 from bridge.ledger import Job, JobState, Ledger
 from bridge.logs import job_extra
 from executor.celery_app import EXECUTE_JOB
+from executor.nodes import waiting_reason
+from executor.routing import queue_for
 from executor.runner import JobOutcome
 from executor.spec import SpecError, parse_spec
 
@@ -51,6 +53,7 @@ class Dispatcher:
         self._chain_id = chain_id
         self._contract = contract
         self._started: dict[str, float] = {}  # task id → when we first saw it started
+        self._waiting: dict[str, str] = {}  # job key → reason last recorded
 
     def dispatch_pending(self) -> int:
         """Send every job in `requested` to the executors; a spec that fails validation is
@@ -59,18 +62,29 @@ class Dispatcher:
         epoch = self._epoch.current() if jobs else ""
         for job in jobs:
             try:
-                parse_spec(job.spec)
+                spec = parse_spec(job.spec)
             except SpecError as exc:
                 self._ledger.update(job, "rejected", str(exc), state=JobState.REJECTED,
                                     reason=str(exc))
                 continue
+            wait = waiting_reason(spec, self._app.conf.broker_url, time.time() - job.created_at)
+            if wait is not None:
+                if wait.expired:
+                    self._ledger.update(job, "rejected", wait.reason, state=JobState.REJECTED,
+                                        reason=wait.reason)
+                elif self._waiting.get(job.key) != wait.reason:
+                    self._ledger.update(job, "waiting", wait.reason)
+                    self._waiting[job.key] = wait.reason
+                continue
+            self._waiting.pop(job.key, None)
             self.send(job, epoch)
         return len(jobs)
 
     def send(self, job: Job, epoch: str) -> None:
         attempt = job.attempts + 1
         task_id = f"{job.key}:{attempt}"
-        self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id)
+        self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id,
+                            queue=queue_for(parse_spec(job.spec)))
         self._ledger.mark_dispatched(job, attempt, task_id, epoch)
         log.info("dispatched %s", task_id, **job_extra(job.key))  # type: ignore[arg-type]
 

@@ -40,7 +40,25 @@ class CodSettings(BaseSettings):
         return tuple(sources)
 
 
-class WorkerSettings(CodSettings):
+def _default_queues() -> str:
+    from executor.capacity import detect_capacity
+    from executor.routing import queues_for_node
+
+    settings = _CapacitySettings()
+    capacity = detect_capacity(settings.cpus, settings.memory, settings.gpus)
+    return ",".join(queues_for_node(capacity, allow_network=settings.allow_network))
+
+
+class _CapacitySettings(CodSettings):
+    """What a node advertises: detected, unless the operator sets a smaller figure."""
+
+    cpus: float | None = None
+    memory: str | None = None
+    gpus: int | None = None
+    allow_network: bool = False  # run jobs that ask for `network: full`
+
+
+class WorkerSettings(_CapacitySettings):
     broker_url: str = "redis://127.0.0.1:6379/0"
     ipfs_api: str = "http://127.0.0.1:5001"
     node_id: str = Field(default_factory=socket.gethostname)
@@ -48,4 +66,18 @@ class WorkerSettings(CodSettings):
     pull_policy: str = "if-not-present"
     # Kubo keeps looking for a CID that nobody serves; give up on an input after this long.
     input_fetch_timeout_s: int = 120
-    queues: str = "cod.jobs"
+    # The Celery queues to consume; by default those this node's capacity can serve.
+    queues: str = Field(default_factory=_default_queues)
+    # Sandbox limits the node applies to every container.
+    pids_limit: int = 256
+    log_limit: str = "10Mi"  # per stream (stdout, stderr); the rest is dropped and flagged
+    max_output_size: str = "10Gi"  # output cap when the spec sets no `resources.disk`
+    tmp_size: str = "64Mi"  # the container's writable /tmp (its root filesystem is read-only)
+    # URL inputs
+    url_max_size: str = "2Gi"
+    url_timeout_s: int = 300
+    # Kubo outages: retry a publish in place this long before handing the job back to Celery.
+    publish_retry_s: int = 120
+    # Redelivery of a job whose worker died (see docs/operators.md, "Delivery settings").
+    visibility_timeout_s: int = 300
+    heartbeat_interval_s: float = 5.0

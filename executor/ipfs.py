@@ -142,8 +142,11 @@ class KuboClient:
     def cat(self, ipfs_path: str) -> bytes:
         return self._post("cat", params={"arg": f"/ipfs/{ipfs_path}"}).content
 
-    def stat(self, cid: str) -> Stat:
-        data = self._post("files/stat", params={"arg": f"/ipfs/{cid}"}).json()
+    def stat(self, cid: str, timeout_s: int | None = None) -> Stat:
+        params = {"arg": f"/ipfs/{cid}"}
+        if timeout_s is not None:
+            params["timeout"] = f"{timeout_s}s"
+        data = self._post("files/stat", params=params).json()
         return Stat(cid=data["Hash"], type=data["Type"], size=int(data["Size"]),
                     cumulative_size=int(data["CumulativeSize"]))
 

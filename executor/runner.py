@@ -1,24 +1,33 @@
 """Runs one job on this node: fetch inputs, run the engine, publish the result directory.
 
 The result directory has the layout `bacalhau job get` users know: `stdout`, `stderr`, `exitCode`
-and one folder per output name.
+and one folder per output name. It lives on a size-capped filesystem of its own (`volumes`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from executor.cache import CachedResult, ResultCache, cache_key
+from executor.capacity import Capacity
 from executor.engines.base import NODE_LABEL, Engine, EngineError, Mount, RunRequest
-from executor.ipfs import IpfsError, IpfsUnavailable, KuboClient
-from executor.spec import InputSource, JobSpec, SpecError, parse_spec
+from executor.publish.base import Publisher
+from executor.routing import misfit
+from executor.spec import JobSpec, SpecError, parse_spec
+from executor.storage import InputUnavailable, StorageRegistry
+from executor.volumes import ResultVolume
 
 log = logging.getLogger(__name__)
+
+__all__ = ["InputUnavailable", "JobOutcome", "JobRunner", "NodePolicy", "NotForThisNode"]
 
 
 @dataclass(frozen=True)
@@ -32,98 +41,168 @@ class JobOutcome:
     exit_code: int | None = None
     reason: str | None = None
     duration_s: float = 0.0
+    cached: bool = False  # the result of an identical earlier job, not run again
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class InputUnavailable(RuntimeError):
-    """An input could not be fetched for a reason retrying will not fix (bad CID, 404, …)."""
+@dataclass(frozen=True)
+class NodePolicy:
+    """What this node offers and allows."""
+
+    node_id: str
+    capacity: Capacity
+    allow_network: bool = False
+    max_output_bytes: int = 10 * 1024**3
+    log_bytes: int = 10 * 1024**2
+
+
+class NotForThisNode(RuntimeError):
+    """The job is larger than this node (another node of its queue may fit it): hand it back."""
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class JobRunner:
     def __init__(
-        self, kubo: KuboClient, engine: Engine, work_dir: Path, node_id: str,
-        input_fetch_timeout_s: int = 120,
+        self, engines: Mapping[str, Engine], storage: StorageRegistry, publisher: Publisher,
+        policy: NodePolicy, work_dir: Path, cache: ResultCache | None = None,
     ) -> None:
-        self._kubo = kubo
-        self._engine = engine
+        self._engines = engines
+        self._storage = storage
+        self._publisher = publisher
+        self._policy = policy
         self._work_dir = work_dir
-        self._node_id = node_id
-        self._fetch_timeout = input_fetch_timeout_s
+        self._cache = cache
+
+    @property
+    def node_id(self) -> str:
+        return self._policy.node_id
 
     def run(self, job_key: str, spec_text: str, attempt: str = "0") -> JobOutcome:
-        """Run a job. Raises IpfsUnavailable/EngineUnavailable for outages worth a retry;
-        every problem with the job itself ends as a `failed` outcome with a clear reason."""
+        """Run a job. Raises IpfsUnavailable/EngineUnavailable for outages worth a retry, and
+        NotForThisNode for a job this node is too small for; every problem with the job itself
+        ends as a `failed` outcome with a clear reason."""
         started = time.monotonic()
 
         def outcome(status: str, **fields: Any) -> JobOutcome:
-            return JobOutcome(job_key, status, self._node_id,
+            return JobOutcome(job_key, status, self.node_id,
                               duration_s=round(time.monotonic() - started, 3), **fields)
-
-        try:
-            spec = parse_spec(spec_text)
-        except SpecError as exc:
-            return outcome("failed", reason=str(exc))
-        if spec.engine != "docker":
-            return outcome("failed", reason=f"engine '{spec.engine}' is not available on this node")
 
         job_dir = self._work_dir / _safe_name(f"{job_key}-{attempt}")
         shutil.rmtree(job_dir, ignore_errors=True)
         try:
-            result_dir = job_dir / "result"
-            result_dir.mkdir(parents=True)
-            try:
-                mounts = self._fetch_inputs(spec, job_dir / "inputs")
-            except InputUnavailable as exc:
-                return outcome("failed", reason=str(exc))
-            for output in spec.outputs:
-                out_dir = result_dir / output.name
-                out_dir.mkdir()
-                mounts.append(Mount(out_dir, output.path, read_only=False))
-            request = RunRequest(
-                name=_safe_name(f"cod-{job_key}-{attempt}"), spec=spec, mounts=mounts,
-                stdout=result_dir / "stdout", stderr=result_dir / "stderr",
-                labels={NODE_LABEL: self._node_id},
-            )
-            try:
-                run = self._engine.run(request)
-            except EngineError as exc:
-                return outcome("failed", reason=str(exc))
-            notes = [run.reason] if run.reason else []
-            if run.stdout_truncated:
-                notes.append("stdout truncated at the node's log cap")
-            if run.stderr_truncated:
-                notes.append("stderr truncated at the node's log cap")
-            if notes:
-                with (result_dir / "stderr").open("a") as stderr:
-                    stderr.writelines(f"\ncod: {note}\n" for note in notes)
-            (result_dir / "exitCode").write_text(f"{run.exit_code}\n")
-            cid = self._kubo.add_path(result_dir)
-            self._kubo.stat(cid)  # retrievable before it is announced
-            return outcome("completed", result_cid=cid, exit_code=run.exit_code, reason=run.reason)
+            spec = parse_spec(spec_text)
+            self._admit(spec)
+            job_dir.mkdir(parents=True)
+            return self._run(job_key, spec, job_dir, attempt, outcome)
+        except SpecError as exc:
+            return outcome("failed", reason=str(exc))
+        except (_Failed, EngineError, InputUnavailable) as exc:
+            return outcome("failed", reason=getattr(exc, "reason", None) or str(exc))
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
 
-    def _fetch_inputs(self, spec: JobSpec, inputs_dir: Path) -> list[Mount]:
-        mounts = []
+    def _admit(self, spec: JobSpec) -> None:
+        if spec.engine not in self._engines:
+            raise _Failed(f"engine '{spec.engine}' is not available on this node "
+                          f"(it runs: {', '.join(sorted(self._engines))})")
+        if spec.network != "none" and not self._policy.allow_network:
+            raise _Failed(f"node {self.node_id} does not run networked jobs")
+        disk = spec.resources.disk_bytes
+        if disk is not None and disk > self._policy.max_output_bytes:
+            raise _Failed(f"resources.disk {spec.resources.disk} exceeds the node's output cap "
+                          f"of {self._policy.max_output_bytes} bytes")
+        too_big = misfit(spec.resources, self._policy.capacity)
+        if too_big:
+            raise NotForThisNode(f"the job needs {too_big}")
+
+    def _run(self, job_key: str, spec: JobSpec, job_dir: Path, attempt: str,
+             outcome: Callable[..., JobOutcome]) -> JobOutcome:
+        engine = self._engines[spec.engine]
+        image_id = engine.prepare(spec, job_dir)
+        providers = [self._storage.for_source(i.source) for i in spec.inputs]
+        known_ids = [p.content_id(i.source) for p, i in zip(providers, spec.inputs, strict=True)]
+        use_cache = spec.cache and self._cache is not None
+        key = None
+        if use_cache and all(known_ids):  # known before fetching: a hit skips the fetch too
+            key = cache_key(spec, image_id, [str(i) for i in known_ids])
+            hit = self._lookup(key)
+            if hit:
+                return outcome("completed", result_cid=hit.result_cid, exit_code=hit.exit_code,
+                               cached=True)
+        mounts, fetched_ids = self._fetch_inputs(spec, job_dir / "inputs")
+        if use_cache and key is None:
+            key = cache_key(spec, image_id, fetched_ids)
+            hit = self._lookup(key)
+            if hit:
+                return outcome("completed", result_cid=hit.result_cid, exit_code=hit.exit_code,
+                               cached=True)
+        cap = spec.resources.disk_bytes or self._policy.max_output_bytes
+        volume = ResultVolume(job_dir, cap, room_for_logs=2 * self._policy.log_bytes)
+        try:
+            result_dir = volume.path
+            for output in spec.outputs:
+                out_dir = result_dir / output.name
+                out_dir.mkdir()
+                out_dir.chmod(0o777)  # writable whatever user the image runs as
+                mounts.append(Mount(out_dir, output.path, read_only=False))
+            request = RunRequest(
+                name=_safe_name(f"cod-{self.node_id}-{job_key}-{attempt}"), spec=spec,
+                mounts=mounts, stdout=result_dir / "stdout", stderr=result_dir / "stderr",
+                job_dir=job_dir, labels={NODE_LABEL: self.node_id},
+            )
+            run = engine.run(request)
+            written = sum(volume.size_of(result_dir / o.name) for o in spec.outputs)
+            if written > cap:
+                raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
+                              "nothing was published")
+            notes = [run.reason] if run.reason else []
+            if run.stdout_truncated:
+                notes.append(f"stdout truncated at the node's log cap of {self._policy.log_bytes} bytes")
+            if run.stderr_truncated:
+                notes.append(f"stderr truncated at the node's log cap of {self._policy.log_bytes} bytes")
+            try:
+                if notes:
+                    with (result_dir / "stderr").open("a") as stderr:
+                        stderr.writelines(f"\ncod: {note}\n" for note in notes)
+                (result_dir / "exitCode").write_text(f"{run.exit_code}\n")
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
+                                  "nothing was published") from exc
+                raise
+            cid = self._publisher.publish(result_dir)
+        finally:
+            volume.close()
+        if key is not None and self._cache is not None and run.exit_code == 0 and not run.reason:
+            self._cache.put(key, CachedResult(cid, run.exit_code, self.node_id))
+        return outcome("completed", result_cid=cid, exit_code=run.exit_code, reason=run.reason)
+
+    def _lookup(self, key: str) -> CachedResult | None:
+        if self._cache is None:
+            return None
+        hit = self._cache.get(key)
+        if hit is None:
+            return None
+        if not self._publisher.is_available(hit.result_cid):
+            log.info("cached result %s is no longer retrievable: running again", hit.result_cid)
+            self._cache.forget(key)
+            return None
+        return hit
+
+    def _fetch_inputs(self, spec: JobSpec, inputs_dir: Path) -> tuple[list[Mount], list[str]]:
+        mounts, ids = [], []
         for index, source in enumerate(spec.inputs):
             local = inputs_dir / str(index)
-            self._fetch(source, local)
+            ids.append(self._storage.for_source(source.source).fetch(source.source, local))
             mounts.append(Mount(local, source.target, read_only=True))
-        return mounts
-
-    def _fetch(self, source: InputSource, destination: Path) -> None:
-        if source.source.startswith("ipfs://"):
-            ipfs_path = source.source.removeprefix("ipfs://")
-            try:
-                self._kubo.get(ipfs_path, destination, timeout_s=self._fetch_timeout)
-            except IpfsUnavailable:
-                raise
-            except IpfsError as exc:
-                raise InputUnavailable(f"input {source.source} not available: {exc}") from exc
-            return
-        raise InputUnavailable(f"input {source.source}: URL inputs are not supported on this node")
+        return mounts, ids
 
 
 def _safe_name(text: str) -> str:

@@ -11,9 +11,18 @@ import json
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MAX_TIMEOUT_S = 24 * 3600
+MAX_INLINE_BYTES = 64 * 1024  # inline (`data:`) inputs travel on-chain inside the spec: keep them small
+DEFAULT_QUEUE_TIMEOUT_S = 600
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
           "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}
@@ -47,7 +56,8 @@ class _Strict(BaseModel):
 
 
 class InputSource(_Strict):
-    """Data mounted read-only into the job: `ipfs://CID[/path]` or an http(s) URL."""
+    """Data mounted read-only into the job: `ipfs://CID[/path]`, an http(s) URL, or small inline
+    data as a `data:` URL (RFC 2397, e.g. `data:,hello` or `data:;base64,aGVsbG8=`)."""
 
     source: str
     target: str
@@ -61,7 +71,13 @@ class InputSource(_Strict):
             return value
         if value.startswith(("https://", "http://")):
             return value
-        raise ValueError(f"unsupported source {value!r}: use ipfs://CID or https://URL")
+        if value.startswith("data:"):
+            if len(value) > MAX_INLINE_BYTES * 4 // 3 + 256:
+                raise ValueError(f"inline data is limited to {MAX_INLINE_BYTES} bytes")
+            if "," not in value:
+                raise ValueError("not a data: URL (expected data:[<type>][;base64],<data>)")
+            return value
+        raise ValueError(f"unsupported source {value!r}: use ipfs://CID, https://URL or data:,…")
 
     @field_validator("target")
     @classmethod
@@ -107,12 +123,17 @@ class Resources(_Strict):
     def memory_bytes(self) -> int:
         return parse_size(self.memory)
 
+    @property
+    def disk_bytes(self) -> int | None:
+        return None if self.disk is None else parse_size(self.disk)
+
 
 class JobSpec(_Strict):
     """A job: what to run, over which data, with which limits."""
 
     engine: Literal["docker", "wasm"] = "docker"
-    image: Annotated[str, Field(min_length=1, max_length=256)]
+    # docker: an image reference; wasm: the module, as an input source (ipfs://, https://, data:)
+    image: Annotated[str, Field(min_length=1, max_length=MAX_INLINE_BYTES * 4 // 3 + 256)]
     entrypoint: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str | None = None
@@ -123,6 +144,10 @@ class JobSpec(_Strict):
     resources: Resources = Field(default_factory=Resources)
     network: Literal["none", "full"] = "none"
     timeout: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_S)] = 600
+    # How long the job may wait for a node able to run it before it is failed.
+    queue_timeout: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_S)] = DEFAULT_QUEUE_TIMEOUT_S
+    # False: always run, even if an identical job already has a result (see executor.cache).
+    cache: bool = True
 
     @field_validator("env")
     @classmethod
@@ -144,6 +169,19 @@ class JobSpec(_Strict):
     @classmethod
     def _workdir(cls, value: str | None) -> str | None:
         return None if value is None else _absolute_path(value)
+
+    @model_validator(mode="after")
+    def _image_for_engine(self) -> JobSpec:
+        if self.engine == "docker" and (len(self.image) > 256 or "://" in self.image
+                                        or self.image.startswith("data:")):
+            raise ValueError("image: a docker image reference of at most 256 characters")
+        if self.engine == "wasm":
+            try:
+                InputSource(source=self.image, target="/module.wasm")  # same schemes as inputs
+            except ValidationError as exc:
+                message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"image: the wasm module: {message}") from None
+        return self
 
     def to_json(self) -> str:
         """Compact JSON, the form passed on-chain."""

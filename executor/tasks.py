@@ -8,29 +8,59 @@ from typing import Any
 
 from celery import Task
 
+from executor.capacity import detect_capacity
 from executor.celery_app import EXECUTE_JOB, app
 from executor.config import WorkerSettings
-from executor.engines.base import EngineUnavailable
-from executor.engines.docker_engine import DockerEngine
+from executor.engines.base import Engine, EngineUnavailable
+from executor.engines.docker_engine import DockerEngine, Limits
+from executor.engines.wasm_engine import WasmEngine
 from executor.ipfs import IpfsUnavailable, KuboClient
-from executor.runner import JobRunner
+from executor.publish.ipfs import IpfsPublisher
+from executor.runner import JobRunner, NodePolicy, NotForThisNode
+from executor.spec import parse_size
+from executor.storage import StorageRegistry
+from executor.storage.inline import InlineStorage
+from executor.storage.ipfs import IpfsStorage
+from executor.storage.url import UrlStorage
 
 log = logging.getLogger(__name__)
 
+MAX_OUTAGE_RETRIES = 20  # with backoff capped at 60 s: an outage of about 15 minutes is ridden out
+
+
+def build_runner(settings: WorkerSettings) -> JobRunner:
+    """A runner wired to this node's Kubo, Docker, wasmtime and Redis, per its settings."""
+    from executor.cache import ResultCache
+
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    kubo = KuboClient(settings.ipfs_api)
+    log_bytes = parse_size(settings.log_limit)
+    storage = StorageRegistry([
+        IpfsStorage(kubo, settings.input_fetch_timeout_s),
+        UrlStorage(parse_size(settings.url_max_size), settings.url_timeout_s),
+        InlineStorage(),
+    ])
+    limits = Limits(pids=settings.pids_limit, log_bytes=log_bytes,
+                    tmp_bytes=parse_size(settings.tmp_size))
+    engines: dict[str, Engine] = {
+        "docker": DockerEngine(pull_policy=settings.pull_policy, limits=limits),
+        "wasm": WasmEngine(storage, log_bytes),
+    }
+    policy = NodePolicy(
+        node_id=settings.node_id,
+        capacity=detect_capacity(settings.cpus, settings.memory, settings.gpus),
+        allow_network=settings.allow_network,
+        max_output_bytes=parse_size(settings.max_output_size),
+        log_bytes=log_bytes,
+    )
+    return JobRunner(engines, storage, IpfsPublisher(kubo, settings.publish_retry_s), policy,
+                     settings.work_dir, ResultCache(settings.broker_url))
 
 
 @cache
 def _runner() -> JobRunner:
     """One runner per worker process, built on first use (after the fork)."""
-    settings = WorkerSettings()
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
-    return JobRunner(
-        kubo=KuboClient(settings.ipfs_api),
-        engine=DockerEngine(pull_policy=settings.pull_policy),
-        work_dir=settings.work_dir,
-        node_id=settings.node_id,
-        input_fetch_timeout_s=settings.input_fetch_timeout_s,
-    )
+    return build_runner(WorkerSettings())
 
 
 @app.task(
@@ -39,12 +69,16 @@ def _runner() -> JobRunner:
     autoretry_for=(IpfsUnavailable, EngineUnavailable),
     retry_backoff=2,
     retry_backoff_max=60,
-    max_retries=8,
+    max_retries=MAX_OUTAGE_RETRIES,
 )
 def execute_job(self: Task, job_key: str, spec: str) -> dict[str, Any]:
     """Run one job; returns a `JobOutcome` as a dict. Outages (IPFS, Docker) are retried with
     backoff; a problem with the job itself returns a `failed` outcome with the reason."""
     log.info("job %s: starting (attempt %s)", job_key, self.request.retries)
-    outcome = _runner().run(job_key, spec, attempt=str(self.request.retries))
+    try:
+        outcome = _runner().run(job_key, spec, attempt=str(self.request.retries))
+    except NotForThisNode as exc:
+        log.info("job %s: %s: handing it back to the queue", job_key, exc)
+        raise self.retry(countdown=5, max_retries=MAX_OUTAGE_RETRIES + 100) from exc
     log.info("job %s: %s %s", job_key, outcome.status, outcome.result_cid or outcome.reason)
     return outcome.to_dict()

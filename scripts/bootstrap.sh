@@ -8,7 +8,7 @@ KUBO_VERSION=v0.42.0   # v0.43 pins a go-libp2p fork that the Go proxy does not 
 log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 
 # --- Debian packages --------------------------------------------------------------------------
-APT_PACKAGES=(docker.io redis-server busybox-static iproute2 git postgresql)
+APT_PACKAGES=(docker.io redis-server busybox-static iproute2 git postgresql e2fsprogs mount)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")

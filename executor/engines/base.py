@@ -34,11 +34,12 @@ class Mount:
 
 @dataclass(frozen=True)
 class RunRequest:
-    name: str  # unique per attempt; lets a restarted node find and remove orphans
+    name: str  # unique per node and attempt; lets a restarted node find and remove orphans
     spec: JobSpec
     mounts: list[Mount]
     stdout: Path
     stderr: Path
+    job_dir: Path  # private to this attempt (the wasm engine keeps its module there)
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -51,6 +52,11 @@ class RunOutcome:
 
 
 class Engine(Protocol):
+    def prepare(self, spec: JobSpec, job_dir: Path) -> str:
+        """Make the job's image ready (a local image, a pull per policy, a fetched module) and
+        return its digest. Raises ImageUnavailable, or EngineUnavailable for an outage."""
+        ...
+
     def run(self, request: RunRequest) -> RunOutcome:
         """Run the job to completion (or its limits), writing stdout/stderr to the given files."""
         ...

@@ -1,9 +1,13 @@
-"""Runs a job as a Docker container: no network, inputs read-only, bounded CPU/memory/pids/time."""
+"""Runs a job as a Docker container, as a guest: no network unless asked and allowed, a read-only
+root filesystem, inputs read-only, one writable directory per output, no capabilities, no new
+privileges, bounded pids/memory/CPU/time, logs streamed to capped files, always removed."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +15,20 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
+from docker.types import DeviceRequest, LogConfig, Ulimit
 
 from executor.engines.base import (
     EXIT_KILLED,
     EXIT_TIMEOUT,
     NODE_LABEL,
+    EngineError,
     EngineUnavailable,
     ImageUnavailable,
     RunOutcome,
     RunRequest,
 )
+from executor.engines.logs import CappedLog
+from executor.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +37,62 @@ LABEL = "cod.job"  # every container we start carries it, so orphans can be foun
 PULL_POLICIES = ("if-not-present", "never", "always")
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the node imposes on every container, whatever the spec says."""
+
+    pids: int = 256
+    log_bytes: int = 10 * 1024 * 1024
+    tmp_bytes: int = 64 * 1024 * 1024
+    nofile: int = 4096
+
+
+def container_args(request: RunRequest, limits: Limits) -> dict[str, Any]:
+    """The `containers.create` arguments for a request (pure: unit-tested)."""
+    spec = request.spec
+    memory = spec.resources.memory_bytes
+    args: dict[str, Any] = {
+        "image": spec.image,
+        "entrypoint": spec.entrypoint or None,
+        "environment": dict(spec.env),
+        "working_dir": spec.workdir,
+        "name": request.name,
+        "labels": {LABEL: request.name, **request.labels},
+        "volumes": {
+            str(m.host): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+            for m in request.mounts
+        },
+        "network_mode": "none" if spec.network == "none" else "bridge",
+        "mem_limit": memory,
+        "memswap_limit": memory,  # no swap: the memory limit is the limit
+        "nano_cpus": int(spec.resources.cpu * 1e9),
+        "pids_limit": limits.pids,
+        "ulimits": [Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile)],
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "privileged": False,
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={limits.tmp_bytes},mode=1777"},
+        # the daemon keeps no copy of the logs (it would be uncapped): we stream them instead
+        "log_config": LogConfig(type=LogConfig.types.NONE),
+        "detach": True,
+    }
+    if spec.resources.gpu > 0:
+        args["device_requests"] = [gpu_request(spec)]
+    return args
+
+
+def gpu_request(spec: JobSpec) -> DeviceRequest:
+    """`docker run --gpus N`: N GPUs from the NVIDIA container runtime."""
+    return DeviceRequest(driver="nvidia", count=spec.resources.gpu, capabilities=[["gpu"]])
+
+
 class DockerEngine:
     def __init__(
         self,
         client: docker.DockerClient | None = None,
         pull_policy: str = "if-not-present",
-        pids_limit: int = 256,
-        log_limit_bytes: int = 10 * 1024 * 1024,
+        limits: Limits | None = None,
     ) -> None:
         if pull_policy not in PULL_POLICIES:
             raise ValueError(f"pull policy must be one of {PULL_POLICIES}, not {pull_policy!r}")
@@ -45,101 +102,89 @@ class DockerEngine:
         except DockerException as exc:
             raise EngineUnavailable(f"no Docker engine: {exc}") from exc
         self._pull_policy = pull_policy
-        self._pids_limit = pids_limit
-        self._log_limit = log_limit_bytes
+        self._limits = limits or Limits()
 
-    def ensure_image(self, image: str) -> None:
-        """Use a local image as is; pull only as the policy allows; else ImageUnavailable."""
+    def prepare(self, spec: JobSpec, job_dir: Path | None = None) -> str:
+        """Use a local image as is; pull only as the policy allows; returns the image id
+        (`sha256:…`, the digest of its configuration). Raises ImageUnavailable."""
+        image = spec.image
         if self._pull_policy != "always":
             try:
-                self._client.images.get(image)
-                return
+                return str(self._client.images.get(image).id)
             except ImageNotFound:
                 if self._pull_policy == "never":
                     raise ImageUnavailable(f"image not available: {image}") from None
+            except (APIError, requests.RequestException) as exc:
+                raise EngineUnavailable(f"docker: {exc}") from exc
         try:
-            self._client.images.pull(image)
+            return str(self._client.images.pull(image).id)
         except (APIError, requests.RequestException) as exc:
             log.info("pull of %s failed: %s", image, exc)
             raise ImageUnavailable(f"image not available: {image}") from None
 
     def run(self, request: RunRequest) -> RunOutcome:
         spec = request.spec
-        self.ensure_image(spec.image)
+        self.prepare(spec)
         self._remove_if_exists(request.name)
         try:
-            container = self._client.containers.create(**self._create_args(request))
+            container = self._client.containers.create(**container_args(request, self._limits))
         except APIError as exc:
+            if exc.status_code == 400:
+                raise EngineError(f"container refused: {exc.explanation or exc}") from exc
             raise EngineUnavailable(f"docker create failed: {exc.explanation or exc}") from exc
         try:
-            container.start()
-            reason: str | None = None
-            try:
-                status = container.wait(timeout=spec.timeout)
-                exit_code = int(status.get("StatusCode", 1))
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                container.kill()
-                container.wait(timeout=30)
-                exit_code = EXIT_TIMEOUT
-                reason = f"killed: exceeded the job timeout of {spec.timeout} s"
-            container.reload()
-            if reason is None and container.attrs["State"].get("OOMKilled"):
-                exit_code = EXIT_KILLED
-                reason = f"killed: out of memory (limit {spec.resources.memory})"
-            out_cut = self._save_log(container, request.stdout, stdout=True)
-            err_cut = self._save_log(container, request.stderr, stdout=False)
-            return RunOutcome(exit_code, reason, out_cut, err_cut)
+            with CappedLog(request.stdout, self._limits.log_bytes) as out, \
+                    CappedLog(request.stderr, self._limits.log_bytes) as err:
+                stream = container.attach(stdout=True, stderr=True, stream=True, demux=True,
+                                          logs=False)
+                reader = threading.Thread(target=_copy_streams, args=(stream, out, err),
+                                          daemon=True)
+                reader.start()
+                try:
+                    container.start()
+                except APIError as exc:
+                    raise EngineError(f"container could not start: {exc.explanation or exc}"
+                                      ) from exc
+                exit_code, reason = self._wait(container, spec)
+                reader.join(timeout=30)
+            return RunOutcome(exit_code, reason, out.truncated, err.truncated)
         finally:
             self._remove_if_exists(request.name)
+
+    def _wait(self, container: Container, spec: JobSpec) -> tuple[int, str | None]:
+        try:
+            status = container.wait(timeout=spec.timeout)
+            exit_code = int(status.get("StatusCode", 1))
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            with contextlib.suppress(APIError):
+                container.kill()
+            container.wait(timeout=30)
+            return EXIT_TIMEOUT, f"killed: exceeded the job timeout of {spec.timeout} s"
+        container.reload()
+        if container.attrs["State"].get("OOMKilled"):
+            return EXIT_KILLED, f"killed: out of memory (limit {spec.resources.memory})"
+        return exit_code, None
 
     def remove_orphans(self, node_id: str) -> int:
         """Remove the containers a dead worker of this node left behind; returns how many."""
         containers = self._client.containers.list(
             all=True, filters={"label": [LABEL, f"{NODE_LABEL}={node_id}"]})
         for container in containers:
-            container.remove(force=True)
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
         return len(containers)
-
-    def _create_args(self, request: RunRequest) -> dict[str, Any]:
-        spec = request.spec
-        memory = spec.resources.memory_bytes
-        return {
-            "image": spec.image,
-            "entrypoint": spec.entrypoint or None,
-            "environment": dict(spec.env),
-            "working_dir": spec.workdir,
-            "name": request.name,
-            "labels": {LABEL: request.name, **request.labels},
-            "volumes": {
-                str(m.host): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
-                for m in request.mounts
-            },
-            "network_mode": "none" if spec.network == "none" else "bridge",
-            "mem_limit": memory,
-            "memswap_limit": memory,  # no swap: the memory limit is the limit
-            "nano_cpus": int(spec.resources.cpu * 1e9),
-            "pids_limit": self._pids_limit,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "privileged": False,
-            "detach": True,
-        }
-
-    def _save_log(self, container: Container, path: Path, stdout: bool) -> bool:
-        """Copy one log stream to `path`, at most the node's cap; True if it was truncated."""
-        written = 0
-        truncated = False
-        with path.open("wb") as handle:
-            for chunk in container.logs(stdout=stdout, stderr=not stdout, stream=True):
-                room = self._log_limit - written
-                if len(chunk) > room:
-                    handle.write(chunk[:room])
-                    truncated = True
-                    break
-                handle.write(chunk)
-                written += len(chunk)
-        return truncated
 
     def _remove_if_exists(self, name: str) -> None:
         with contextlib.suppress(NotFound):
             self._client.containers.get(name).remove(force=True)
+
+
+def _copy_streams(stream: Any, out: CappedLog, err: CappedLog) -> None:
+    try:
+        for stdout, stderr in stream:
+            if stdout:
+                out.write(stdout)
+            if stderr:
+                err.write(stderr)
+    except (OSError, requests.RequestException) as exc:  # the container went away mid-stream
+        log.debug("log stream ended: %s", exc)

@@ -1,0 +1,140 @@
+"""Runs a WASI command module with wasmtime, with the same contract as a container.
+
+- `image` is the module, fetched like an input (`ipfs://CID`, `https://…`, `data:…`); its digest
+  is the sha256 of its bytes. `entrypoint` is the argv (`_start` is called), `env` the environment.
+- Inputs are preopened read-only at their targets, outputs writable; nothing else of the host is
+  visible, and WASI (preview 1) has no sockets: there is no network.
+- Time is bounded by epoch interruption (wall clock, checked every 50 ms), memory by the store's
+  limit (`resources.memory`); stdout and stderr go to files, capped like a container's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import wasmtime
+
+from executor.engines.base import (
+    EXIT_TIMEOUT,
+    EngineError,
+    ImageUnavailable,
+    Mount,
+    RunOutcome,
+    RunRequest,
+)
+from executor.spec import JobSpec
+from executor.storage import InputUnavailable, StorageRegistry
+
+TICK_S = 0.05
+EXIT_TRAP = 134  # what an aborted native program reports (128 + SIGABRT)
+MODULE_FILE = "module.wasm"
+
+
+class WasmEngine:
+    def __init__(self, storage: StorageRegistry, log_bytes: int = 10 * 1024 * 1024) -> None:
+        self._storage = storage
+        self._log_bytes = log_bytes
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        self._engine = wasmtime.Engine(config)
+        self._ticker = threading.Thread(target=self._tick, daemon=True, name="wasm-epoch")
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(TICK_S):
+            self._engine.increment_epoch()
+
+    def prepare(self, spec: JobSpec, job_dir: Path) -> str:
+        """Fetch the module into the job directory; returns the sha256 of its bytes."""
+        path = job_dir / MODULE_FILE
+        if not path.exists():
+            try:
+                self._storage.for_source(spec.image).fetch(spec.image, path)
+            except InputUnavailable as exc:
+                raise ImageUnavailable(f"wasm module not available: {exc}") from exc
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        return f"sha256:{digest.hexdigest()}"
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        spec = request.spec
+        self.prepare(spec, request.job_dir)
+        try:
+            module = wasmtime.Module.from_file(self._engine, str(request.job_dir / MODULE_FILE))
+        except wasmtime.WasmtimeError as exc:
+            raise EngineError(f"not a valid wasm module: {str(exc).splitlines()[0]}") from exc
+        store = wasmtime.Store(self._engine)
+        store.set_limits(memory_size=spec.resources.memory_bytes)
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = spec.entrypoint or ["main"]
+        wasi.env = [[name, value] for name, value in spec.env.items()]
+        wasi.stdout_file = str(request.stdout)
+        wasi.stderr_file = str(request.stderr)
+        for host, guest, writable in _preopens(request.mounts, request.job_dir / "wasm-view"):
+            wasi.preopen_dir(str(host), guest, fs_mutable=writable)
+        store.set_wasi(wasi)
+        linker = wasmtime.Linker(self._engine)
+        linker.define_wasi()
+        store.set_epoch_deadline(max(1, round(spec.timeout / TICK_S)))
+        exit_code, reason = 0, None
+        try:
+            instance = linker.instantiate(store, module)
+            start = instance.exports(store)["_start"]
+            if not isinstance(start, wasmtime.Func):
+                raise EngineError("the wasm module exports no `_start` function (not a WASI command)")
+            start(store)
+        except wasmtime.ExitTrap as exc:
+            exit_code = exc.code
+        except wasmtime.Trap as exc:
+            if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+                exit_code, reason = EXIT_TIMEOUT, f"killed: exceeded the job timeout of {spec.timeout} s"
+            else:
+                exit_code, reason = EXIT_TRAP, f"wasm trap: {_first_line(exc)}"
+        except wasmtime.WasmtimeError as exc:  # e.g. an instantiation beyond the memory limit
+            exit_code, reason = EXIT_TRAP, f"wasm error: {_first_line(exc)}"
+        finally:
+            store.close()
+        return RunOutcome(exit_code, reason, self._cap(request.stdout), self._cap(request.stderr))
+
+    def _cap(self, path: Path) -> bool:
+        if path.exists() and path.stat().st_size > self._log_bytes:
+            os.truncate(path, self._log_bytes)
+            return True
+        path.touch()
+        return False
+
+
+def _preopens(mounts: list[Mount], views: Path) -> list[tuple[Path, str, bool]]:
+    """WASI preopens directories only: a file mounted at `/inputs/a.txt` is offered through a
+    read-only view directory for `/inputs` holding a hard link to it."""
+    preopens: list[tuple[Path, str, bool]] = []
+    file_views: dict[str, Path] = {}
+    for mount in mounts:
+        if mount.host.is_dir():
+            preopens.append((mount.host, mount.target, not mount.read_only))
+            continue
+        parent, name = os.path.split(mount.target)
+        view = file_views.get(parent)
+        if view is None:
+            view = views / str(len(file_views))
+            view.mkdir(parents=True)
+            file_views[parent] = view
+            preopens.append((view, parent or "/", False))
+        try:
+            os.link(mount.host, view / name)
+        except OSError:
+            shutil.copyfile(mount.host, view / name)
+    return preopens
+
+
+def _first_line(exc: Exception) -> str:
+    """Wasmtime's messages start with a backtrace header; the cause is on the last line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

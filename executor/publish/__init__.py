@@ -1,0 +1,1 @@
+"""Result publishers behind one interface (`base.Publisher`)."""

@@ -1,0 +1,51 @@
+"""Publishes a result directory to the node's Kubo: added as CIDv1, pinned, its root stat'ed
+(retrievable) before the CID is handed on. Kubo outages are retried in place with backoff."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tenacity import (
+    Retrying as _Retrying,
+)
+from tenacity import (
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from executor.ipfs import IpfsError, IpfsUnavailable, KuboClient
+
+log = logging.getLogger(__name__)
+
+
+class IpfsPublisher:
+    def __init__(self, kubo: KuboClient, retry_for_s: float = 120.0) -> None:
+        self._kubo = kubo
+        self._retry_for_s = retry_for_s
+
+    def publish(self, result_dir: Path) -> str:
+        """Raises IpfsUnavailable if Kubo stays unreachable for the whole retry window."""
+        for attempt in self._retrying():
+            with attempt:
+                cid = self._kubo.add_path(result_dir)
+                self._kubo.stat(cid)  # retrievable before it is announced
+                return cid
+        raise AssertionError("unreachable")  # Retrying re-raises the last error
+
+    def is_available(self, cid: str) -> bool:
+        try:
+            return self._kubo.is_pinned(cid) or self._kubo.stat(cid, timeout_s=10) is not None
+        except IpfsError:
+            return False
+
+    def _retrying(self) -> _Retrying:
+        return _Retrying(
+            retry=retry_if_exception_type(IpfsUnavailable),
+            wait=wait_exponential(multiplier=0.5, max=15),
+            stop=stop_after_delay(self._retry_for_s),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        )

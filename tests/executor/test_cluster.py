@@ -1,0 +1,124 @@
+"""Several compute nodes behind one bridge, against the real chain, Redis, Kubo and Docker: node
+listing, a node killed mid-job, a job no node can serve, a Kubo outage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import docker
+
+from bridge.chain import JobStatus, read_job
+from bridge.config import BridgeSettings
+from bridge.devimages import BUSYBOX_IMAGE
+from bridge.devstack import DevStack
+from bridge.ledger import Ledger, job_key
+from executor.ipfs import KuboClient
+from executor.nodes import list_nodes
+from executor.spec import JobSpec
+from tests.e2e.client import Requester
+from tests.executor.conftest import CLUSTER_NODES
+
+
+def requester_for(stack: DevStack) -> Requester:
+    return Requester(BridgeSettings(**{k.removeprefix("COD_").lower(): v
+                                       for k, v in stack.env.items()}))
+
+
+def ledger_job(stack: DevStack, requester: Requester, job_id: int) -> tuple[Ledger, str]:
+    settings = BridgeSettings(**{k.removeprefix("COD_").lower(): v for k, v in stack.env.items()})
+    return Ledger(settings.ledger_url), job_key(requester.w3.eth.chain_id,
+                                                  stack.env["COD_CONTRACT"], job_id)
+
+
+def shell(script: str, **fields: object) -> JobSpec:
+    return JobSpec(image=BUSYBOX_IMAGE, entrypoint=["sh", "-c", script], cache=False,
+                   **fields)  # type: ignore[arg-type]
+
+
+def test_node_list_shows_every_live_node(cluster: DevStack) -> None:
+    output = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "node", "list", "--json"], check=True,
+        capture_output=True, text=True, env={**os.environ, **cluster.env}).stdout
+    nodes = {n["node_id"]: n for n in json.loads(output)}
+    assert set(nodes) == set(CLUSTER_NODES)
+    for node in nodes.values():
+        assert "cod.cpu" in node["queues"]
+        assert node["capacity"]["cpus"] > 0 and node["capacity"]["memory"] > 0
+        assert node["running"] == [] and node["concurrency"] == 1
+
+
+def test_a_node_killed_mid_job_its_job_reruns_elsewhere_once(cluster: DevStack) -> None:
+    requester = requester_for(cluster)
+    # longer than the visibility timeout (6 s): a live node's job must not be delivered twice
+    job_id = requester.request(shell("sleep 10; echo survived > /outputs/r.txt"))
+    ledger, key = ledger_job(cluster, requester, job_id)
+    victim = _node_running(cluster, f"{key}:1", timeout=60)
+    client = docker.from_env()
+    deadline = time.monotonic() + 30
+    while not _containers(client, victim) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    cluster.kill_worker(victim)  # while its container runs
+    assert len(_containers(client, victim)) == 1  # Docker keeps the dead node's container
+
+    outcome = requester.wait(job_id, timeout=120)
+    assert outcome.job.status == JobStatus.COMPLETED
+    assert requester.result_file(outcome.job.result_cid, "outputs/r.txt") == "survived\n"
+    assert len(outcome.completed) == 1  # exactly one on-chain result
+    job = ledger.get(requester.w3.eth.chain_id, cluster.env["COD_CONTRACT"], job_id)
+    assert job is not None and job.node not in (None, victim)
+    survivors = [n for n in CLUSTER_NODES if n != victim]
+    starts = sum((cluster.logs / f"worker-{n}.log").read_text().count(f"job {key}: starting")
+                 for n in survivors)
+    assert starts == 1
+
+    cluster.start_worker(victim)  # the node comes back: it removes what it left behind
+    assert _containers(client, victim) == []
+    assert victim in {n.node_id for n in list_nodes(cluster.env["COD_BROKER_URL"])}
+
+
+def test_a_job_no_node_can_serve_waits_visibly_then_fails(cluster: DevStack) -> None:
+    requester = requester_for(cluster)
+    job_id = requester.request(shell("nvidia-smi", resources={"gpu": 1}, queue_timeout=4))
+    outcome = requester.wait(job_id, timeout=60)
+    assert outcome.job.status == JobStatus.FAILED
+    assert outcome.reason.startswith(
+        "no node could run the job within its queue timeout of 4 s: "
+        "no live node serves queue cod.gpu")
+    ledger, _key = ledger_job(cluster, requester, job_id)
+    events = [e.kind for e in ledger.timeline(requester.w3.eth.chain_id,
+                                              cluster.env["COD_CONTRACT"], job_id)]
+    assert events[:3] == ["requested", "waiting", "rejected"]
+
+
+def test_kubo_down_for_a_while_delays_the_job_but_does_not_lose_it(cluster: DevStack) -> None:
+    requester = requester_for(cluster)
+    cid = KuboClient(cluster.env["COD_IPFS_API"]).add_bytes(b"still here\n", "in.txt")
+    cluster.stop_process("kubo")
+    try:
+        job_id = requester.request(shell("cat /inputs/in.txt", inputs=[
+            {"source": f"ipfs://{cid}", "target": "/inputs/in.txt"}]))
+        time.sleep(8)  # the node retries with backoff meanwhile
+        assert read_job(requester.manager, job_id).status == JobStatus.REQUESTED  # not failed
+    finally:
+        cluster.start_kubo()
+    outcome = requester.wait(job_id, timeout=120)
+    assert outcome.job.status == JobStatus.COMPLETED
+    assert requester.result_file(outcome.job.result_cid, "stdout") == "still here\n"
+
+
+def _node_running(stack: DevStack, task_id: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for node in list_nodes(stack.env["COD_BROKER_URL"]):
+            if task_id in node.running:
+                return node.node_id
+        time.sleep(0.2)
+    raise TimeoutError(f"no node started {task_id} within {timeout:.0f} s")
+
+
+def _containers(client: docker.DockerClient, node_id: str) -> list[object]:
+    return list(client.containers.list(all=True, filters={"label": f"cod.node={node_id}"}))

@@ -109,7 +109,8 @@ def worker(
         err.print(f"removed {removed} container(s) left by an earlier run of {settings.node_id}")
     celery_app.worker_main([
         "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
-        f"--hostname={settings.node_id}@%h", f"--queues={queues or settings.queues}",
+        f"--hostname={settings.node_id}@%h",
+        f"--queues={queues or ','.join(settings.consumed_queues())}",
         "--without-gossip", "--without-mingle",
     ])
 

@@ -28,6 +28,8 @@ class BridgeSettings(CodSettings):
     stall_grace_s: float = 60.0  # a started job silent this long past its timeout is re-run
     max_attempts: int = 3  # executions of one job before it is failed
     reconcile_interval_s: float = 5.0
+    locality: bool = True  # send a job to the node that holds its IPFS inputs
+    locality_wait_s: float = 30.0  # … and to any node if that one has not started it by then
     metrics_port: int = 0  # serve Prometheus metrics on 127.0.0.1:PORT (0: off)
     json_logs: bool = True
 

@@ -24,6 +24,7 @@ from eth_account import Account
 
 from bridge.chain import TxSender, connect, job_manager
 from bridge.devimages import ensure_busybox_image
+from executor.ipfs import KuboClient
 
 # anvil's well-known dev accounts (mnemonic "test test … junk"): never use them on a real chain.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -99,6 +100,8 @@ class DevStack:
     _processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._kubo_ports: dict[str, int] = {}
+        self.kubo_apis: dict[str, str] = {}  # Kubo name → API URL
         self.state_dir = self.state_dir.resolve()
         self.logs = self.state_dir / "logs"
         self.user_key = dev_key(0)
@@ -208,11 +211,12 @@ class DevStack:
                   self.logs / "anvil.log")
         return url
 
-    def _start_kubo(self) -> str:
+    def _start_kubo(self, name: str = "kubo") -> str:
+        """Start a Kubo daemon (`kubo` is the stack's own; `nodekubo-<id>` a compute node's)."""
         ipfs = shutil.which("ipfs")
         if ipfs is None:
             raise DevStackError("Kubo (ipfs) not found: run scripts/bootstrap.sh")
-        repo = self.state_dir / "ipfs"
+        repo = self.state_dir / ("ipfs" if name == "kubo" else name)
         env = {"IPFS_PATH": str(repo)}
 
         def ipfs_cmd(*args: str) -> None:
@@ -228,12 +232,28 @@ class DevStack:
             ipfs_cmd("config", "Addresses.Gateway", f"/ip4/127.0.0.1/tcp/{gateway_port}")
             ipfs_cmd("config", "--json", "Addresses.Swarm",
                      f'["/ip4/127.0.0.1/tcp/{swarm_port}"]')
-            self._kubo_api_port = api_port
-        api_port = self._kubo_api_port
-        process = self._spawn("kubo", [ipfs, "daemon"], env)
+            self._kubo_ports[name] = api_port
+        api_port = self._kubo_ports[name]
+        process = self._spawn(name, [ipfs, "daemon"], env)
         url = f"http://127.0.0.1:{api_port}"
-        _wait_for("kubo", lambda: httpx.post(f"{url}/api/v0/id", timeout=2).status_code == 200,
-                  60, process, self.logs / "kubo.log")
+        _wait_for(name, lambda: httpx.post(f"{url}/api/v0/id", timeout=2).status_code == 200,
+                  60, process, self.logs / f"{name}.log")
+        self.kubo_apis[name] = url
+        return url
+
+    def start_node_kubo(self, node_id: str) -> str:
+        """A compute node's own Kubo, connected to every other Kubo of the stack (so each can
+        fetch what another holds, over bitswap); returns its API URL."""
+        name = f"nodekubo-{node_id}"
+        url = self._start_kubo(name)
+        mine = KuboClient(url, timeout=30)
+        for other, other_url in self.kubo_apis.items():
+            if other == name:
+                continue
+            for address in KuboClient(other_url, timeout=30).peer_addresses():
+                if address.startswith("/ip4/127.0.0.1/"):
+                    mine.connect(address)
+                    break
         return url
 
     def start_kubo(self) -> str:
@@ -258,9 +278,19 @@ class DevStack:
         owner.transact(job_manager(w3, address).functions.setOracle(oracle, True))
         return address
 
-    def start_worker(self, node_id: str, extra_env: dict[str, str] | None = None
-                     ) -> subprocess.Popen[bytes]:
-        env = {**self.env, "COD_NODE_ID": node_id,
+    def start_worker(self, node_id: str, extra_env: dict[str, str] | None = None,
+                     own_kubo: bool = False) -> subprocess.Popen[bytes]:
+        """Start a worker; with `own_kubo`, on a Kubo of its own (a separate IPFS node, as on a
+        separate host), started on first use and kept across worker restarts."""
+        kubo_env = {}
+        if own_kubo:
+            name = f"nodekubo-{node_id}"
+            url = self.kubo_apis.get(name)
+            if url is None or name in self.check_alive() or not any(
+                    n == name for n, _ in self._processes):
+                url = self.start_node_kubo(node_id)
+            kubo_env = {"COD_IPFS_API": url}
+        env = {**self.env, "COD_NODE_ID": node_id, **kubo_env,
                "COD_WORK_DIR": str(self.state_dir / "work" / node_id), **self.worker_env,
                **(extra_env or {})}
         log = self.logs / f"worker-{node_id}.log"

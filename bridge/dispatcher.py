@@ -19,10 +19,11 @@ from bridge import metrics
 from bridge.ledger import Job, JobState, Ledger
 from bridge.logs import job_extra
 from executor.celery_app import EXECUTE_JOB
-from executor.nodes import waiting_reason
+from executor.locality import DataIndex, Placement, Supersession, input_roots, node_queue, place
+from executor.nodes import NodeRegistry, waiting_reason
 from executor.routing import queue_for
 from executor.runner import JobOutcome
-from executor.spec import SpecError, parse_spec
+from executor.spec import JobSpec, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 EPOCH_KEY = "cod:broker-epoch"
@@ -46,8 +47,13 @@ class BrokerEpoch:
 
 class Dispatcher:
     def __init__(self, app: Celery, ledger: Ledger, epoch: BrokerEpoch, chain_id: int,
-                 contract: str) -> None:
+                 contract: str, locality: bool = True) -> None:
         self._app = app
+        self._locality = locality
+        broker_url = str(app.conf.broker_url)
+        self._nodes = NodeRegistry(broker_url)
+        self._data = DataIndex(broker_url)
+        self._supersession = Supersession(broker_url)
         self._ledger = ledger
         self._epoch = epoch
         self._chain_id = chain_id
@@ -80,13 +86,34 @@ class Dispatcher:
             self.send(job, epoch)
         return len(jobs)
 
-    def send(self, job: Job, epoch: str) -> None:
+    def send(self, job: Job, epoch: str, near_data: bool = True) -> None:
+        """Send a job's next attempt: to the node holding most of its input if there is one (and
+        `near_data`), else to the general queue for its resources."""
+        spec = parse_spec(job.spec)
+        placement = self._place(spec) if near_data and self._locality else None
+        queue = node_queue(placement.node_id) if placement else queue_for(spec)
         attempt = job.attempts + 1
         task_id = f"{job.key}:{attempt}"
-        self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id,
-                            queue=queue_for(parse_spec(job.spec)))
-        self._ledger.mark_dispatched(job, attempt, task_id, epoch)
-        log.info("dispatched %s", task_id, **job_extra(job.key))  # type: ignore[arg-type]
+        self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id, queue=queue)
+        detail = f"routed to its data: {placement.describe()}" if placement else f"queue {queue}"
+        self._ledger.mark_dispatched(job, attempt, task_id, epoch,
+                                     routed_node=placement.node_id if placement else None,
+                                     detail=detail)
+        log.info("dispatched %s to %s", task_id, queue, **job_extra(job.key))  # type: ignore[arg-type]
+
+    def reroute(self, job: Job, epoch: str, why: str) -> None:
+        """Give up waiting for the node that holds the data: the job goes to the general queue
+        (it will fetch its inputs), and the task sent to that node is marked superseded."""
+        assert job.task_id is not None
+        self._supersession.mark(job.task_id)
+        self._ledger.add_event(job, "re-routed", why)
+        self.send(job, epoch, near_data=False)
+
+    def _place(self, spec: JobSpec) -> Placement | None:
+        if not input_roots(spec):
+            return None
+        nodes = self._nodes.live()
+        return place(spec, nodes, self._data.holdings([n.node_id for n in nodes]))
 
     def collect(self) -> int:
         """Move jobs whose task finished to `executed` (or `rejected`); returns how many."""
@@ -136,6 +163,11 @@ class Dispatcher:
                                     error=None if outcome.status == "completed" else outcome.reason)
         if outcome.status == "completed":
             detail = f"on {outcome.node}: exit {outcome.exit_code}, {outcome.result_cid}"
+            if outcome.cached:
+                detail += " (memoised: an identical job's result)"
+            if outcome.inputs_local is not None:
+                detail += (f"; inputs {'local' if outcome.inputs_local else 'not local'}, "
+                           f"{outcome.input_bytes_fetched or 0} bytes fetched")
             self._ledger.update(job, "published", detail, state=JobState.EXECUTED,
                                 node=outcome.node, result_cid=outcome.result_cid,
                                 exit_code=outcome.exit_code, reason=outcome.reason)

@@ -106,6 +106,7 @@ class Job(Base):
     broker_epoch: Mapped[str | None] = mapped_column(String(64))
     dispatched_at: Mapped[float | None] = mapped_column()
     node: Mapped[str | None] = mapped_column(String(200))
+    routed_node: Mapped[str | None] = mapped_column(String(200))  # sent to this node's data
     result_cid: Mapped[str | None] = mapped_column(String(200))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
@@ -374,7 +375,8 @@ class Ledger:
         with self.session() as s:
             _add_attempt(s, job, attempt, task_id)
 
-    def mark_dispatched(self, job: Job, attempt: int, task_id: str, epoch: str) -> None:
+    def mark_dispatched(self, job: Job, attempt: int, task_id: str, epoch: str,
+                        routed_node: str | None = None, detail: str = "") -> None:
         """Record an attempt and the job's move to `dispatched`, in one transaction.
 
         Called after the task is sent: a crash in between leaves the job `requested`, and it is
@@ -385,12 +387,13 @@ class Ledger:
             stored = s.get(Job, (job.chain_id, job.contract, job.job_id))
             assert stored is not None
             fields = {"state": JobState.DISPATCHED, "task_id": task_id, "attempts": attempt,
-                      "broker_epoch": epoch, "dispatched_at": now, "updated_at": now}
+                      "broker_epoch": epoch, "dispatched_at": now, "updated_at": now,
+                      "routed_node": routed_node}
             for name, value in fields.items():
                 setattr(stored, name, value)
                 setattr(job, name, value)
             _add_event(s, job.chain_id, job.contract, job.job_id, "queued",
-                       f"attempt {attempt}, task {task_id}")
+                       f"attempt {attempt}, task {task_id}" + (f"; {detail}" if detail else ""))
 
     def finish_attempt(self, task_id: str, **fields: object) -> None:
         with self.session() as s:

@@ -5,6 +5,8 @@
 - **Stalled jobs** (their worker died mid-job: the task stays `STARTED` for ever): a job running
   longer than its spec timeout plus a grace period is dispatched again, up to `max_attempts`, then
   failed on-chain with the reason.
+- **Data node silent**: a job sent to the node holding its data that has not started there within
+  `locality_wait_s` goes to the general queue (it will fetch its inputs).
 - **Ended on-chain** (the requester cancelled after the deadline): in-flight jobs past their
   deadline are checked on-chain; a cancelled job stops being worked on (its task is revoked).
 - Results computed but not submitted need nothing here: they stay `executed` in the ledger and the
@@ -31,7 +33,9 @@ log = logging.getLogger(__name__)
 class Reconciler:
     def __init__(self, app: Celery, ledger: Ledger, dispatcher: Dispatcher, epoch: BrokerEpoch,
                  contract: Contract, chain_id: int, *, stall_grace_s: float = 60.0,
-                 max_attempts: int = 3, interval_s: float = 5.0) -> None:
+                 max_attempts: int = 3, interval_s: float = 5.0,
+                 locality_wait_s: float = 30.0) -> None:
+        self._locality_wait = locality_wait_s
         self._app = app
         self._ledger = ledger
         self._dispatcher = dispatcher
@@ -63,9 +67,21 @@ class Reconciler:
             if job.broker_epoch != epoch:
                 self._redispatch(job, epoch, "broker-lost",
                                  "the broker restarted without the job's task")
+            elif self._data_node_silent(job, now):
+                self._dispatcher.reroute(
+                    job, epoch, f"{job.routed_node} did not start it within "
+                    f"{self._locality_wait:.0f} s; sending it to any node (it will fetch its data)")
             elif self._stalled(job, now):
                 self._redispatch(job, epoch, "stalled",
                                  f"no outcome {self._grace:.0f} s after its timeout")
+
+    def _data_node_silent(self, job: Job, now: float) -> bool:
+        """A job sent to the node holding its data that has not started there in time (the node
+        is busy, gone, or slow): locality must never cost availability."""
+        assert job.task_id is not None
+        return (job.routed_node is not None and job.dispatched_at is not None
+                and self._dispatcher.started_at(job.task_id) is None
+                and now - job.dispatched_at > self._locality_wait)
 
     def _stalled(self, job: Job, now: float) -> bool:
         assert job.task_id is not None

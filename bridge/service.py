@@ -38,7 +38,8 @@ class Bridge:
         self.address = str(contract.address)
         app = make_app(settings.broker_url)
         epoch = BrokerEpoch(settings.broker_url)
-        self.dispatcher = Dispatcher(app, self.ledger, epoch, chain_id, self.address)
+        self.dispatcher = Dispatcher(app, self.ledger, epoch, chain_id, self.address,
+                                     locality=settings.locality)
         self.txm = TxManager(w3, settings.require_oracle_key(), self.ledger,
                              max_fee_gwei=settings.max_fee_gwei,
                              priority_fee_gwei=settings.priority_fee_gwei,
@@ -47,7 +48,8 @@ class Bridge:
         self.reconciler = Reconciler(app, self.ledger, self.dispatcher, epoch, contract, chain_id,
                                      stall_grace_s=settings.stall_grace_s,
                                      max_attempts=settings.max_attempts,
-                                     interval_s=settings.reconcile_interval_s)
+                                     interval_s=settings.reconcile_interval_s,
+                                     locality_wait_s=settings.locality_wait_s)
         self.chain_id = chain_id
         self._stop = threading.Event()
         log.info("bridge for %s on chain %d, oracle %s, %d confirmation(s)", self.address,

@@ -66,8 +66,17 @@ class WorkerSettings(_CapacitySettings):
     pull_policy: str = "if-not-present"
     # Kubo keeps looking for a CID that nobody serves; give up on an input after this long.
     input_fetch_timeout_s: int = 120
-    # The Celery queues to consume; by default those this node's capacity can serve.
+    # The Celery queues to consume; by default those this node's capacity can serve. The node's
+    # own queue (jobs sent to the data it holds, `cod.node.<node id>`) is always added.
     queues: str = Field(default_factory=_default_queues)
+    # Publish the CIDs this node's Kubo holds, for locality routing (see executor.locality).
+    publish_holdings: bool = True
+
+    def consumed_queues(self) -> list[str]:
+        from executor.locality import node_queue
+
+        queues = [q for q in self.queues.split(",") if q]
+        return [*queues, node_queue(self.node_id)]
     # Sandbox limits the node applies to every container.
     pids_limit: int = 256
     log_limit: str = "10Mi"  # per stream (stdout, stderr); the rest is dropped and flagged

@@ -153,6 +153,26 @@ class KuboClient:
     def pin(self, cid: str) -> None:
         self._post("pin/add", params={"arg": cid})
 
+    def unpin(self, cid: str) -> None:
+        self._post("pin/rm", params={"arg": cid})
+
+    def pinned(self) -> list[str]:
+        """The CIDs pinned recursively on this node (what it holds on purpose)."""
+        data = self._post("pin/ls", params={"type": "recursive"}).json()
+        return sorted(data.get("Keys", {}))
+
+    def bitswap_received(self) -> int:
+        """Bytes this node has received from peers over bitswap since it started."""
+        return int(self._post("stats/bitswap").json().get("DataReceived", 0))
+
+    def peer_addresses(self) -> list[str]:
+        """This node's swarm addresses, with its peer id (for `swarm/connect`)."""
+        data = self.id()
+        return [str(a) for a in data.get("Addresses") or []]
+
+    def connect(self, address: str) -> None:
+        self._post("swarm/connect", params={"arg": address})
+
     def is_pinned(self, cid: str) -> bool:
         try:
             self._post("pin/ls", params={"arg": cid, "type": "recursive"})

@@ -19,6 +19,7 @@ from typing import Any
 from executor.cache import CachedResult, ResultCache, cache_key
 from executor.capacity import Capacity
 from executor.engines.base import NODE_LABEL, Engine, EngineError, Mount, RunRequest
+from executor.locality import LocalityProbe
 from executor.publish.base import Publisher
 from executor.routing import misfit
 from executor.spec import JobSpec, SpecError, parse_spec
@@ -42,6 +43,8 @@ class JobOutcome:
     reason: str | None = None
     duration_s: float = 0.0
     cached: bool = False  # the result of an identical earlier job, not run again
+    inputs_local: bool | None = None  # every IPFS input was pinned on this node before the job
+    input_bytes_fetched: int | None = None  # bytes this node's Kubo received while fetching
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +75,9 @@ class JobRunner:
     def __init__(
         self, engines: Mapping[str, Engine], storage: StorageRegistry, publisher: Publisher,
         policy: NodePolicy, work_dir: Path, cache: ResultCache | None = None,
+        probe: LocalityProbe | None = None,
     ) -> None:
+        self._probe = probe
         self._engines = engines
         self._storage = storage
         self._publisher = publisher
@@ -136,7 +141,13 @@ class JobRunner:
             if hit:
                 return outcome("completed", result_cid=hit.result_cid, exit_code=hit.exit_code,
                                cached=True)
+        local = self._probe.held(spec) if self._probe else None
+        received_before = self._probe.received() if self._probe else 0
         mounts, fetched_ids = self._fetch_inputs(spec, job_dir / "inputs")
+        locality: dict[str, Any] = {}
+        if self._probe is not None:
+            locality = {"inputs_local": local,
+                        "input_bytes_fetched": self._probe.received() - received_before}
         if use_cache and key is None:
             key = cache_key(spec, image_id, fetched_ids)
             hit = self._lookup(key)
@@ -182,7 +193,8 @@ class JobRunner:
             volume.close()
         if key is not None and self._cache is not None and run.exit_code == 0 and not run.reason:
             self._cache.put(key, CachedResult(cid, run.exit_code, self.node_id))
-        return outcome("completed", result_cid=cid, exit_code=run.exit_code, reason=run.reason)
+        return outcome("completed", result_cid=cid, exit_code=run.exit_code, reason=run.reason,
+                       **locality)
 
     def _lookup(self, key: str) -> CachedResult | None:
         if self._cache is None:

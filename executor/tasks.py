@@ -15,6 +15,7 @@ from executor.engines.base import Engine, EngineUnavailable
 from executor.engines.docker_engine import DockerEngine, Limits
 from executor.engines.wasm_engine import WasmEngine
 from executor.ipfs import IpfsUnavailable, KuboClient
+from executor.locality import LocalityProbe, Supersession
 from executor.publish.ipfs import IpfsPublisher
 from executor.runner import JobRunner, NodePolicy, NotForThisNode
 from executor.spec import parse_size
@@ -54,13 +55,18 @@ def build_runner(settings: WorkerSettings) -> JobRunner:
         log_bytes=log_bytes,
     )
     return JobRunner(engines, storage, IpfsPublisher(kubo, settings.publish_retry_s), policy,
-                     settings.work_dir, ResultCache(settings.broker_url))
+                     settings.work_dir, ResultCache(settings.broker_url), LocalityProbe(kubo))
 
 
 @cache
 def _runner() -> JobRunner:
     """One runner per worker process, built on first use (after the fork)."""
     return build_runner(WorkerSettings())
+
+
+@cache
+def _supersession() -> Supersession:
+    return Supersession(WorkerSettings().broker_url)
 
 
 @app.task(
@@ -74,6 +80,10 @@ def _runner() -> JobRunner:
 def execute_job(self: Task, job_key: str, spec: str) -> dict[str, Any]:
     """Run one job; returns a `JobOutcome` as a dict. Outages (IPFS, Docker) are retried with
     backoff; a problem with the job itself returns a `failed` outcome with the reason."""
+    if self.request.id and _supersession().is_superseded(self.request.id):
+        log.info("job %s: task %s was re-routed by the bridge; skipping it", job_key,
+                 self.request.id)
+        return {"job_key": job_key, "status": "superseded", "node": WorkerSettings().node_id}
     log.info("job %s: starting (attempt %s)", job_key, self.request.retries)
     try:
         outcome = _runner().run(job_key, spec, attempt=str(self.request.retries))

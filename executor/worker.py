@@ -2,7 +2,8 @@
 
 - On start: unmount and remove what a killed earlier run left in the work directory (the Docker
   containers of that run are removed by `cod worker`, by the `cod.node` label).
-- Every `heartbeat_interval_s`: write the node's heartbeat (queues, capacity, running jobs) and push
+- Every `heartbeat_interval_s`: write the node's heartbeat (queues, capacity, running jobs) and the
+  CIDs its Kubo holds (for locality routing), and push
   back the visibility deadline of every job this worker holds (see `executor.celery_app`).
 - On a clean stop: remove the heartbeat.
 """
@@ -21,6 +22,8 @@ from celery.worker import state
 
 from executor.capacity import detect_capacity
 from executor.config import WorkerSettings
+from executor.ipfs import IpfsError, KuboClient
+from executor.locality import DataIndex, HoldingsScanner
 from executor.nodes import NodeInfo, NodeRegistry
 from executor.volumes import clean_work_dir
 
@@ -36,6 +39,8 @@ class Heartbeat:
         self._redis = redis.Redis.from_url(settings.broker_url, socket_timeout=5,
                                            socket_connect_timeout=5)
         self._capacity = detect_capacity(settings.cpus, settings.memory, settings.gpus)
+        self._data = DataIndex(settings.broker_url)
+        self._scanner = HoldingsScanner(KuboClient(settings.ipfs_api, timeout=10))
         self._concurrency = concurrency
         self._started = time.time()
         self._stop = threading.Event()
@@ -49,6 +54,7 @@ class Heartbeat:
         self._thread.join(timeout=10)
         try:
             self._registry.remove(self._settings.node_id)
+            self._data.remove(self._settings.node_id)
         except redis.RedisError as exc:
             log.warning("could not remove the heartbeat: %s", exc)
 
@@ -67,7 +73,7 @@ class Heartbeat:
         running = sorted(r.id for r in state.active_requests)
         info = NodeInfo(
             node_id=self._settings.node_id,
-            queues=[q for q in self._settings.queues.split(",") if q],
+            queues=self._settings.consumed_queues(),
             capacity=self._capacity,
             concurrency=self._concurrency,
             running=running,
@@ -75,7 +81,13 @@ class Heartbeat:
             started_at=self._started,
             seen_at=time.time(),
         )
-        self._registry.beat(info, ttl_s=3 * self._settings.heartbeat_interval_s)
+        ttl = 3 * self._settings.heartbeat_interval_s
+        self._registry.beat(info, ttl_s=ttl)
+        if self._settings.publish_holdings:
+            try:
+                self._data.publish(self._settings.node_id, self._scanner.scan(), ttl_s=ttl)
+            except IpfsError as exc:  # Kubo down: publish nothing; the entries expire
+                log.warning("cannot list this node's data: %s", exc)
         tags = [tag for r in held if (tag := _delivery_tag(r)) is not None]
         if tags:
             # XX: only entries still unacknowledged; a finished job is not brought back

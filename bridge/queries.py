@@ -144,6 +144,16 @@ class JobReader:
             node=ledger_job.node if ledger_job else None,
         )
 
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each on-chain status (for `/metrics`)."""
+        start = self.settings.start_block
+        counts = {status: 0 for status in STATUSES}
+        total = sum(1 for _ in self._logs("JobRequested", start, {}))
+        for name, kind in _TERMINAL.items():
+            counts[kind] = sum(1 for _ in self._logs(name, start, {}))
+        counts["requested"] = total - sum(counts.values())
+        return counts
+
     # -- describe --------------------------------------------------------------------------------
     def describe(self, job_id: int) -> JobDetail:
         on_chain = self.read(job_id)

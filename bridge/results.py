@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 from executor.ipfs import IpfsError, IpfsUnavailable, KuboClient
 
@@ -28,3 +31,15 @@ def download(kubo: KuboClient, cid: str, destination: Path) -> Path:
     if destination.exists():
         raise FileExistsError(f"{destination} exists: remove it or choose another --output-dir")
     return kubo.get(cid, destination)
+
+
+def stream_log(api_url: str, cid: str, stream: str, chunk: int = 64 * 1024) -> Iterator[bytes]:
+    """One log file, streamed from Kubo as it arrives (for `GET /jobs/{id}/logs`)."""
+    if stream not in LOG_STREAMS:
+        raise ValueError(f"unknown log stream {stream!r}: use stdout or stderr")
+    url = f"{api_url.rstrip('/')}/api/v0/cat"
+    with httpx.Client(timeout=120) as client, client.stream(
+            "POST", url, params={"arg": f"/ipfs/{cid}/{stream}"}) as response:
+        if response.status_code != 200:
+            return  # no such file in the result: an empty log
+        yield from response.iter_bytes(chunk)

@@ -171,9 +171,9 @@ def api(
     """Serve the read-only REST API (OpenAPI at /docs and /openapi.json)."""
     import uvicorn
 
-    from bridge.api import create_app
+    from bridge.api import ApiSettings, create_app
 
-    settings = BridgeSettings()
+    settings = ApiSettings()
     if not settings.contract:
         fail("no JobManager address: set COD_CONTRACT", ENVIRONMENT)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -60,7 +60,7 @@ class Cancelled:
 
 def parse_fee(text: str) -> int:
     """`1000000000000000`, `1e15`, `0.001ether`, `0.001 ETH`, `1000000gwei` → wei."""
-    match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([A-Za-z]*)\s*", text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*", text)
     unit = (match.group(2).lower() or "wei") if match else ""
     if not match or unit not in _UNITS:
         raise ValueError(f"not a fee: {text!r} (use wei, or e.g. 0.001ether, 1000000gwei)")

@@ -33,10 +33,11 @@ def list_nodes(broker_url: str, timeout_s: float = 1.0) -> list[NodeView]:
     check_broker(broker_url)
     app = make_app(broker_url)
     try:
-        inspect = app.control.inspect(timeout=timeout_s)
-        stats: dict[str, Any] = inspect.stats() or {}
-        active: dict[str, Any] = inspect.active() or {}
-        queues: dict[str, Any] = inspect.active_queues() or {}
+        stats: dict[str, Any] = app.control.inspect(timeout=timeout_s).stats() or {}
+        # the nodes are known now: the next broadcasts end as soon as each one has answered
+        inspect = app.control.inspect(timeout=timeout_s, limit=len(stats))
+        active: dict[str, Any] = (inspect.active() or {}) if stats else {}
+        queues: dict[str, Any] = (inspect.active_queues() or {}) if stats else {}
     finally:
         app.close()
     nodes = []

@@ -160,12 +160,13 @@ class JobReader:
         filters = {"jobId": job_id}
         start = self.settings.start_block
         requested = next(iter(self._logs("JobRequested", start, filters)), None)
-        timeline: list[TimelineEntry] = []
+        chain_start: list[TimelineEntry] = []
+        chain_end: list[TimelineEntry] = []
         end_args: Any = {}
         if requested is not None:
             start = int(requested["blockNumber"])
-            timeline.append(self._chain_entry(requested, "requested",
-                                              f"fee {int(requested['args']['fee'])} wei"))
+            chain_start.append(self._chain_entry(requested, "requested",
+                                                 f"fee {int(requested['args']['fee'])} wei"))
         for name in (*_TERMINAL, "CallbackFailed"):
             for entry in self._logs(name, start, filters):
                 kind = _TERMINAL.get(name, "callback-failed")
@@ -175,14 +176,15 @@ class JobReader:
                 detail = {"completed": f"{args.get('resultCid')} exit {args.get('exitCode')}",
                           "failed": str(args.get("reason", "")),
                           "callback-failed": "the consumer's callback reverted"}.get(kind, "")
-                timeline.append(self._chain_entry(entry, kind, detail))
+                chain_end.append(self._chain_entry(entry, kind, detail))
+        bridge: list[TimelineEntry] = []
         ledger_job = None
         if self.ledger is not None:
             ledger_job = self.ledger.get(self.chain_id, self.address, job_id)
-            for event in self.ledger.timeline(self.chain_id, self.address, job_id):
-                timeline.append(TimelineEntry(at=iso(event.at) or "", source="bridge",
-                                              event=event.kind, detail=event.detail))
-        timeline.sort(key=lambda e: e.at)  # stable: same-second chain events stay first
+            bridge = [TimelineEntry(at=iso(event.at) or "", source="bridge", event=event.kind,
+                                    detail=event.detail)
+                      for event in self.ledger.timeline(self.chain_id, self.address, job_id)]
+        timeline = _merge(chain_start, bridge, chain_end)
         spec_text = str(requested["args"]["spec"]) if requested is not None else None
         spec_data, spec_error = _spec_detail(spec_text)
         status = on_chain.status.name.lower()
@@ -275,6 +277,16 @@ class JobReader:
             else:
                 high = middle
         return low
+
+
+def _merge(chain_start: list[TimelineEntry], bridge: list[TimelineEntry],
+           chain_end: list[TimelineEntry]) -> list[TimelineEntry]:
+    """One timeline in causal order. Chain times are block timestamps and bridge times the
+    bridge's clock, which need not agree: the request comes first, the bridge's events follow in
+    their order, and the chain's outcome sits right before the bridge records settling it."""
+    settled = next((i for i, e in enumerate(bridge)
+                    if e.event in ("fulfilled", "failed-on-chain", "closed")), len(bridge))
+    return [*chain_start, *bridge[:settled], *chain_end, *bridge[settled:]]
 
 
 def _spec_fields(text: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The real stack for end-to-end tests: anvil, Kubo, Redis, Docker, a Celery worker and the bridge,
-started by `DevStack` on free ports. A component that cannot start fails the session (no skips)."""
+"""The real stack for end-to-end, CLI and API tests: anvil, Kubo, Redis, Docker, a Celery worker
+and the bridge, started once per session by `DevStack` on free ports (only if a test asks for it).
+A component that cannot start fails the session (no skips)."""
 
 from __future__ import annotations
 

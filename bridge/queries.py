@@ -64,6 +64,8 @@ class Progress:
     stage: str  # requested, queued, running, published, rejected, fulfilled, failed, cancelled
     detail: str
     job: OnChainJob
+    task_id: str | None = None  # from the ledger, when one is configured
+    node: str | None = None
 
     @property
     def rank(self) -> int:
@@ -225,21 +227,25 @@ class JobReader:
             if job.status == JobStatus.FAILED:
                 failed = list(self._logs("JobFailed", self.settings.start_block, {"jobId": job_id}))
                 detail = str(failed[-1]["args"]["reason"]) if failed else ""
-            return Progress(stage, detail, job)
+            ledger_job = (self.ledger.get(self.chain_id, self.address, job_id)
+                          if self.ledger is not None else None)
+            return Progress(stage, detail, job, ledger_job.task_id if ledger_job else None,
+                            ledger_job.node if ledger_job else None)
         ledger_job = (self.ledger.get(self.chain_id, self.address, job_id)
                       if self.ledger is not None else None)
         if ledger_job is None or ledger_job.state == "requested":
             return Progress("requested", "", job)
+        task_id, node = ledger_job.task_id, ledger_job.node
         if ledger_job.state == "dispatched":
-            if task_state is not None and ledger_job.task_id:
-                state, node = task_state(ledger_job.task_id)
+            if task_state is not None and task_id:
+                state, node = task_state(task_id)
                 if state in ("STARTED", "RETRY", "SUCCESS", "FAILURE"):  # ran, not yet collected
-                    return Progress("running", f"on {node}", job)
-            return Progress("queued", ledger_job.task_id or "", job)
+                    return Progress("running", f"on {node}", job, task_id, node)
+            return Progress("queued", task_id or "", job, task_id)
         if ledger_job.state == "rejected":
-            return Progress("rejected", ledger_job.reason or "", job)
-        return Progress("published", f"on {ledger_job.node}: {ledger_job.result_cid} "
-                        f"exit {ledger_job.exit_code}", job)
+            return Progress("rejected", ledger_job.reason or "", job, task_id, node)
+        return Progress("published", f"on {node}: {ledger_job.result_cid} "
+                        f"exit {ledger_job.exit_code}", job, task_id, node)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _ledger_jobs(self) -> dict[int, LedgerJob]:

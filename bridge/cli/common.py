@@ -60,8 +60,8 @@ def wait_for(reader: JobReader, job_id: int, timeout_s: float, show: bool) -> Pr
     while True:
         progress = reader.progress(job_id, task_state)
         if show and progress.rank > last:
-            if last < 0 < progress.rank:
-                err.print("  requested")
+            for stage, detail in _skipped(progress, last):
+                err.print(f"  {stage:<10} {detail}".rstrip(), soft_wrap=True)
             err.print(f"  {progress.stage:<10} {progress.detail}".rstrip(), soft_wrap=True)
             last = progress.rank
         if progress.done:
@@ -70,6 +70,17 @@ def wait_for(reader: JobReader, job_id: int, timeout_s: float, show: bool) -> Pr
             fail(f"job {job_id} is still {progress.stage} after {timeout_s:.0f} s; it goes on "
                  f"(cod job describe {job_id})", STILL_RUNNING)
         time.sleep(0.25)
+
+
+def _skipped(progress: Progress, last: int) -> list[tuple[str, str]]:
+    """Stages that happened between two polls, from what the ledger recorded."""
+    stages = [("requested", "")]
+    if progress.task_id:
+        stages.append(("queued", progress.task_id))
+    if progress.node and progress.stage != "rejected":
+        stages.append(("running", f"on {progress.node}"))
+    ranks = {"requested": 0, "queued": 1, "running": 2}
+    return [(s, d) for s, d in stages if last < ranks[s] < progress.rank]
 
 
 def print_logs(settings: BridgeSettings, cid: str) -> None:

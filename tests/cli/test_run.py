@@ -26,7 +26,7 @@ def test_docker_run_adds_a_local_input_waits_and_downloads(cod: Cod, tmp_path: P
     assert cid, ran.stderr
     assert requester.kubo.cat(cid.group(1)) == b"alpha beta gamma\n"
     stages = [line.split()[0] for line in ran.stderr.splitlines() if line.startswith("  ")]
-    assert stages[0] == "requested" and stages[-2:] == ["published", "fulfilled"], ran.stderr
+    assert stages == ["requested", "queued", "running", "published", "fulfilled"], ran.stderr
     job_id = int(re.findall(r"Job (\d+) requested", ran.stdout)[0])
     spec = requester.events("JobRequested", job_id)[0]["args"]["spec"]
     assert f"ipfs://{cid.group(1)}" in spec

@@ -133,8 +133,8 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     ) -> StreamingResponse:
         progress = guarded(lambda: reader().progress(job_id))
         if progress.done and progress.job.status != JobStatus.COMPLETED:
-            raise HTTPException(409, f"job {job_id} is {progress.job.status.name.lower()}: "
-                                "it has no logs")
+            raise HTTPException(409, f"job {job_id} {progress.job.status.name.lower()} "
+                                f"without a result: it has no logs ({progress.detail})")
         if not progress.done and not follow:
             raise HTTPException(409, f"job {job_id} is still {progress.stage}: logs are "
                                 "published with its result (follow=true waits for them)")

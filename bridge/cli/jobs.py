@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -107,8 +108,8 @@ def _describe_table(job: JobDetail) -> None:
     for column in ("TIME", "SOURCE", "EVENT", "DETAIL"):
         grid.add_column(column, no_wrap=column != "DETAIL")
     for entry in job.timeline:
-        grid.add_row(entry.at.replace("T", " ").rstrip("Z"), entry.source, entry.event,
-                     entry.detail)
+        detail = re.sub(r"\b(0x[0-9a-f]{8})[0-9a-f]{48}([0-9a-f]{8})\b", r"\1…\2", entry.detail)
+        grid.add_row(entry.at.replace("T", " ").rstrip("Z"), entry.source, entry.event, detail)
     console.print(grid)
 
 

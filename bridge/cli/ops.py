@@ -154,7 +154,8 @@ def config_show(
             continue
         data[name] = value
     data["ledger_configured"] = "ledger_url" in settings.model_fields_set
-    set_here = sorted(settings.model_fields_set)
+    set_here = {name.replace("private_key", "key_address").replace("oracle_key", "oracle_address")
+                for name in settings.model_fields_set}
 
     def table() -> None:
         for name, value in data.items():

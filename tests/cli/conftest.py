@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devstack import DevStack
+from bridge.devstack import DevStack, dev_key
 
 COD = str(Path(sys.executable).parent / "cod")
 
@@ -52,6 +52,9 @@ class Cod:
         return Ran(done.returncode, done.stdout, done.stderr)
 
 
+CLI_KEY_INDEX = 2  # an anvil dev account of its own: the session's `requester` caches its nonce
+
+
 @pytest.fixture
 def cod(stack: DevStack, tmp_path: Path) -> Cod:
-    return Cod(dict(stack.env), tmp_path)
+    return Cod({**stack.env, "COD_PRIVATE_KEY": dev_key(CLI_KEY_INDEX)}, tmp_path)

@@ -59,7 +59,9 @@ class HoldingsScanner:
         for cid in self._kubo.pinned():
             if cid not in self._sizes:
                 try:
-                    self._sizes[cid] = self._kubo.stat(cid, timeout_s=5).cumulative_size
+                    stat = self._kubo.stat(cid, timeout_s=5)
+                    # a file's own size; a directory's, with its content (and UnixFS overhead)
+                    self._sizes[cid] = stat.size if stat.type == "file" else stat.cumulative_size
                 except IpfsError as exc:
                     log.info("cannot size pinned %s: %s", cid, exc)
                     continue

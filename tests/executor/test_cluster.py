@@ -41,13 +41,13 @@ def shell(script: str, **fields: object) -> JobSpec:
 
 def test_node_list_shows_every_live_node(cluster: DevStack) -> None:
     output = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "node", "list", "--json"], check=True,
+        [sys.executable, "-m", "bridge.cli", "node", "list", "--output", "json"], check=True,
         capture_output=True, text=True, env={**os.environ, **cluster.env}).stdout
-    nodes = {n["node_id"]: n for n in json.loads(output)}
+    nodes = {n["id"]: n for n in json.loads(output)}
     assert set(nodes) == set(CLUSTER_NODES)
-    for node in nodes.values():
-        assert "cod.cpu" in node["queues"]
-        assert node["capacity"]["cpus"] > 0 and node["capacity"]["memory"] > 0
+    for node_id, node in nodes.items():
+        assert "cod.cpu" in node["queues"] and f"cod.node.{node_id}" in node["queues"]
+        assert node["cpus"] > 0 and node["memoryBytes"] > 0
         assert node["running"] == [] and node["concurrency"] == 1
 
 

@@ -3,7 +3,10 @@ inputs are pinned, and move no bytes; locality never costs availability."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +126,36 @@ def test_data_node_down_the_job_runs_elsewhere_and_comes_back(cluster: DevStack,
         if ran_on(cluster, requester, back) == "node-b":
             return
     pytest.fail("routing did not return to node-b")
+
+
+def cod(cluster: DevStack, node: str, *args: str) -> str:
+    env = {**os.environ, **cluster.env, "COD_NODE_ID": node,
+           "COD_IPFS_API": cluster.kubo_apis[f"nodekubo-{node}"]}
+    done = subprocess.run([sys.executable, "-m", "bridge.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_operator_pins_a_dataset_with_the_cli(cluster: DevStack, requester: Requester) -> None:
+    # the dataset is published elsewhere (the stack's own Kubo); node-a's operator pins it
+    cid = KuboClient(cluster.env["COD_IPFS_API"]).add_bytes(os.urandom(3 * MB), "published")
+    assert "pinned" in cod(cluster, "node-a", "data", "pin", cid)
+    listed = json.loads(cod(cluster, "node-a", "data", "ls", "--output", "json"))
+    assert {"cid": cid, "bytes": 3 * MB} in listed["data"]
+    deadline = time.monotonic() + 30
+    while True:
+        nodes = json.loads(cod(cluster, "node-a", "node", "list", "--output", "json"))
+        node_a = next(n for n in nodes if n["id"] == "node-a")
+        if node_a["dataBytes"] >= 3 * MB:
+            break
+        assert time.monotonic() < deadline, node_a
+        time.sleep(1)
+    job_id = requester.request(count_job(cid))
+    assert requester.wait(job_id, timeout=180).job.status == JobStatus.COMPLETED
+    assert ran_on(cluster, requester, job_id) == "node-a"
+    cod(cluster, "node-a", "data", "unpin", cid)
+    assert cid not in cod(cluster, "node-a", "data", "ls")
 
 
 def test_split_inputs_go_where_most_bytes_are(cluster: DevStack, requester: Requester) -> None:

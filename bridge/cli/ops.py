@@ -1,43 +1,25 @@
-"""The `cod` command line."""
+"""Operator verbs: `cod devstack`, `cod bridge`, `cod worker`, `cod contracts deploy`,
+`cod config show`, `cod api`, and the `cod demo`."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from bridge.cli.output import ENVIRONMENT, OutputFormat, console, err, fail, render
 from bridge.config import BridgeSettings
-from executor.node_cli import app as node_app
-
-app = typer.Typer(help="cod: compute over data, bridged to smart contracts.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-contracts_app = typer.Typer(help="Deploy and inspect the contracts.", no_args_is_help=True)
-job_app = typer.Typer(help="Inspect jobs.", no_args_is_help=True)
-app.add_typer(contracts_app, name="contracts")
-app.add_typer(job_app, name="job")
-app.add_typer(node_app, name="node")
-console = Console()
-err = Console(stderr=True)
 
 
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
-
-
-@app.command()
 def devstack(
     state_dir: Annotated[Path, typer.Option(help="Where the stack keeps its data.")] = Path(
         ".devstack"),
@@ -62,7 +44,7 @@ def devstack(
     try:
         stack.start()
     except DevStackError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc), ENVIRONMENT)
     print(stack.exports(), end="")
     print(f"# logs in {stack.logs}; paste the lines above into another shell to use the stack")
     print("devstack ready", flush=True)
@@ -78,7 +60,6 @@ def devstack(
         print("devstack stopped", flush=True)
 
 
-@app.command("bridge")
 def bridge_cmd() -> None:
     """Run the bridge: listen for requests, dispatch them, submit results."""
     from bridge.chain import ChainError
@@ -90,10 +71,9 @@ def bridge_cmd() -> None:
     try:
         Bridge(settings).run_forever()
     except (ChainError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc), ENVIRONMENT)
 
 
-@app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Jobs run at once on this node.")] = 1,
     queues: Annotated[str | None, typer.Option(help="Celery queues to consume.")] = None,
@@ -115,7 +95,6 @@ def worker(
     ])
 
 
-@app.command()
 def demo(
     top: Annotated[int, typer.Option(help="Lines to keep in stage 2.")] = 3,
     text_file: Annotated[Path | None, typer.Option(help="Text to analyse.")] = None,
@@ -128,7 +107,7 @@ def demo(
     try:
         result = run_pipeline(BridgeSettings(), text, top, timeout)
     except (PipelineFailed, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc), ENVIRONMENT)
     console.print(f"input CID:          {result.input_cid}")
     console.print(f"stage 1 (job {result.stage1_job}) CID: {result.stage1_cid}")
     console.print(f"stage 2 (job {result.stage2_job}) CID: {result.final_cid}")
@@ -137,7 +116,6 @@ def demo(
     console.print(f"time from first request to final result: {result.elapsed_s:.2f} s")
 
 
-@contracts_app.command("deploy")
 def contracts_deploy(
     min_fee_wei: Annotated[int, typer.Option(help="Minimum fee per job.")] = 10**15,
     job_window: Annotated[int, typer.Option(help="Seconds from request to deadline.")] = 3600,
@@ -155,48 +133,51 @@ def contracts_deploy(
         for account in oracle or []:
             sender.transact(manager.functions.setOracle(account, True))
     except (ChainError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc), ENVIRONMENT)
     print(f"export COD_CONTRACT={address}")
 
 
-@job_app.command("describe")
-def job_describe(job_id: int) -> None:
-    """Show a job: its on-chain state and the bridge's timeline."""
-    from bridge.chain import ChainError, connect, job_manager, read_job
-    from bridge.ledger import Ledger
+
+def config_show(
+    output: Annotated[OutputFormat, typer.Option("--output", help="table, json or yaml.")
+                      ] = OutputFormat.table,
+) -> None:
+    """The settings in effect (COD_* variables over the COD_CONFIG file over defaults).
+
+    Keys are never printed: the addresses they sign for are."""
+    from eth_account import Account
 
     settings = BridgeSettings()
-    try:
-        w3 = connect(settings.rpc_url)
-        on_chain = read_job(job_manager(w3, settings.require_contract()), job_id)
-    except (ChainError, ValueError) as exc:
-        raise _fail(str(exc)) from None
-    ledger = Ledger(settings.ledger_url)
-    contract = settings.require_contract()
-    job = ledger.get(w3.eth.chain_id, contract, job_id)
-    out = {
-        "id": job_id,
-        "status": on_chain.status.name.lower(),
-        "requester": on_chain.requester,
-        "consumer": on_chain.consumer,
-        "feeWei": on_chain.fee,
-        "deadline": on_chain.deadline,
-        "resultCid": on_chain.result_cid or None,
-        "exitCode": on_chain.exit_code if on_chain.result_cid else None,
-        "bridge": None if job is None else {"state": job.state, "node": job.node,
-                                            "reason": job.reason, "spec": job.spec},
-        "timeline": [
-            {"at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(e.at)), "event": e.kind,
-             "detail": e.detail}
-            for e in ledger.timeline(w3.eth.chain_id, contract, job_id)
-        ],
-    }
-    print(json.dumps(out, indent=2))
+    data: dict[str, object] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name in ("private_key", "oracle_key"):
+            address = Account.from_key(value.get_secret_value()).address if value else None
+            data["key_address" if name == "private_key" else "oracle_address"] = address
+            continue
+        data[name] = value
+    data["ledger_configured"] = "ledger_url" in settings.model_fields_set
+    set_here = {name.replace("private_key", "key_address").replace("oracle_key", "oracle_address")
+                for name in settings.model_fields_set}
+
+    def table() -> None:
+        for name, value in data.items():
+            mark = " (set)" if name in set_here else ""
+            console.print(f"{name:<20}{'' if value is None else value}{mark}", soft_wrap=True)
+
+    render(data, output, table)
 
 
-def main() -> None:
-    app()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the read-only REST API (OpenAPI at /docs and /openapi.json)."""
+    import uvicorn
 
+    from bridge.api import ApiSettings, create_app
 
-if __name__ == "__main__":
-    sys.exit(app())
+    settings = ApiSettings()
+    if not settings.contract:
+        fail("no JobManager address: set COD_CONTRACT", ENVIRONMENT)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -1,0 +1,71 @@
+"""The `cod` command line: Bacalhau's verbs over cod's contract, bridge and executors.
+
+Exit codes and error handling: see `bridge.cli.output`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from bridge.cli import data, jobs, ops, run
+from bridge.cli.output import report
+
+
+class _Cod(typer.Typer):
+    """Typer whose uncaught errors become one line and a documented exit code."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit:
+            raise
+        except BaseException as exc:
+            sys.exit(report(exc))
+
+
+def _group(help_text: str) -> typer.Typer:
+    return typer.Typer(help=help_text, no_args_is_help=True)
+
+
+app = _Cod(help="cod: compute over data, bridged to smart contracts.", no_args_is_help=True,
+           pretty_exceptions_enable=False, add_completion=False)
+docker_app = _group("Run Docker jobs.")
+wasm_app = _group("Run WebAssembly jobs.")
+job_app = _group("Run, list and inspect jobs.")
+node_app = _group("Compute nodes.")
+contracts_app = _group("Deploy the contracts.")
+config_app = _group("Settings.")
+data_app = _group("Datasets this compute node holds (jobs over them run here).")
+
+docker_app.command("run", context_settings={"allow_interspersed_args": False})(run.docker_run)
+wasm_app.command("run", context_settings={"allow_interspersed_args": False})(run.wasm_run)
+job_app.command("run")(run.job_run)
+job_app.command("list")(jobs.job_list)
+job_app.command("describe")(jobs.job_describe)
+job_app.command("logs")(jobs.job_logs)
+job_app.command("get")(jobs.job_get)
+job_app.command("cancel")(jobs.job_cancel)
+node_app.command("list")(jobs.node_list)
+contracts_app.command("deploy")(ops.contracts_deploy)
+config_app.command("show")(ops.config_show)
+data_app.command("pin")(data.data_pin)
+data_app.command("unpin")(data.data_unpin)
+data_app.command("ls")(data.data_ls)
+
+app.command()(ops.devstack)
+app.command("bridge")(ops.bridge_cmd)
+app.command()(ops.worker)
+app.command()(ops.api)
+app.command("serve", hidden=True)(ops.api)
+app.command()(ops.demo)
+for name, group in (("docker", docker_app), ("wasm", wasm_app), ("job", job_app),
+                    ("node", node_app), ("contracts", contracts_app), ("config", config_app),
+                    ("data", data_app)):
+    app.add_typer(group, name=name)
+
+
+def main() -> None:
+    app()

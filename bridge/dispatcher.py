@@ -47,8 +47,9 @@ class BrokerEpoch:
 
 class Dispatcher:
     def __init__(self, app: Celery, ledger: Ledger, epoch: BrokerEpoch, chain_id: int,
-                 contract: str, locality: bool = True) -> None:
+                 contract: str, locality: bool = True, max_attempts: int = 3) -> None:
         self._app = app
+        self._max_attempts = max_attempts
         self._locality = locality
         broker_url = str(app.conf.broker_url)
         self._nodes = NodeRegistry(broker_url)
@@ -130,10 +131,16 @@ class Dispatcher:
                 self._note_started(job, result)
                 self._record(job, JobOutcome(**result.result))
             elif state == "FAILURE":
+                # the task crashed (not the job: a job's own problems come back as outcomes):
+                # run it again, on whichever node, up to max_attempts, then fail it on-chain
                 reason = f"executor error: {type(result.result).__name__}: {result.result}"
                 self._ledger.finish_attempt(job.task_id, error=reason[:1000])
-                self._ledger.update(job, "rejected", reason, state=JobState.REJECTED,
-                                    reason=reason[:500])
+                if job.attempts < self._max_attempts:
+                    self._ledger.add_event(job, "executor-error", reason[:500])
+                    self.send(job, self._epoch.current(), near_data=False)
+                else:
+                    self._ledger.update(job, "rejected", reason, state=JobState.REJECTED,
+                                        reason=reason[:500])
             else:
                 continue
             self._started.pop(job.task_id, None)

@@ -39,7 +39,8 @@ class Bridge:
         app = make_app(settings.broker_url)
         epoch = BrokerEpoch(settings.broker_url)
         self.dispatcher = Dispatcher(app, self.ledger, epoch, chain_id, self.address,
-                                     locality=settings.locality)
+                                     locality=settings.locality,
+                                     max_attempts=settings.max_attempts)
         self.txm = TxManager(w3, settings.require_oracle_key(), self.ledger,
                              max_fee_gwei=settings.max_fee_gwei,
                              priority_fee_gwei=settings.priority_fee_gwei,

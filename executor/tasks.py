@@ -6,6 +6,7 @@ import logging
 from functools import cache
 from typing import Any
 
+import redis
 from celery import Task
 
 from executor.capacity import detect_capacity
@@ -72,7 +73,8 @@ def _supersession() -> Supersession:
 @app.task(
     name=EXECUTE_JOB,
     bind=True,
-    autoretry_for=(IpfsUnavailable, EngineUnavailable),
+    # outages of Kubo, Docker or Redis (the cache, the supersession marks) delay a job, not fail it
+    autoretry_for=(IpfsUnavailable, EngineUnavailable, redis.ConnectionError, redis.TimeoutError),
     retry_backoff=2,
     retry_backoff_max=60,
     max_retries=MAX_OUTAGE_RETRIES,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import http.server
+import json
 import os
 import shutil
 import socket
@@ -12,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -163,3 +166,49 @@ class TcpProxy:
         finally:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
+
+
+class RangeLimitedRpc:
+    """A JSON-RPC relay in front of anvil that refuses `eth_getLogs` over more than `max_blocks`
+    blocks, as hosted RPC providers do, and counts what it refused."""
+
+    def __init__(self, target_url: str, max_blocks: int) -> None:
+        self.refused = 0
+        self.log_requests: list[int] = []  # the width of each eth_getLogs range forwarded
+        relay = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = json.loads(body)
+                if request.get("method") == "eth_getLogs":
+                    query = request["params"][0]
+                    width = int(query["toBlock"], 16) - int(query["fromBlock"], 16) + 1
+                    if width > max_blocks:
+                        relay.refused += 1
+                        self._reply({"jsonrpc": "2.0", "id": request["id"], "error": {
+                            "code": -32005, "message": f"query exceeds max block range {max_blocks}"}})
+                        return
+                    relay.log_requests.append(width)
+                upstream = urllib.request.Request(target_url, data=body,
+                                                  headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(upstream, timeout=30) as response:
+                    self._reply(json.loads(response.read()))
+
+            def _reply(self, payload: object) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()

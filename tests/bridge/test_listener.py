@@ -8,9 +8,10 @@ from hexbytes import HexBytes
 from web3.logs import DISCARD
 
 from bridge import metrics
+from bridge.chain import connect, job_manager
 from bridge.ledger import JobState, Ledger
 from bridge.listener import Listener
-from tests.services import Chain
+from tests.services import Chain, RangeLimitedRpc
 
 SPEC = '{"image":"cod/busybox:latest"}'
 ZERO = "0x" + "0" * 40
@@ -74,3 +75,20 @@ def test_request_reincluded_after_a_reorg_is_processed_once(chain: Chain, tmp_pa
     assert after.block_hash != job.block_hash or after.block_number != old_block
     assert [e.kind for e in ledger.timeline(poller.chain_id, poller.address, job_id)] == [
         "requested", "queued", "reorged", "re-included"]
+
+
+def test_log_ranges_shrink_when_the_rpc_refuses_them(chain: Chain, tmp_path: Path) -> None:
+    first, _ = request(chain)
+    chain.mine(300)
+    second, _ = request(chain)
+    rpc = RangeLimitedRpc(chain.url, max_blocks=50)
+    try:
+        w3 = connect(rpc.url)
+        ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+        poller = Listener(w3, job_manager(w3, str(chain.manager.address)), ledger, 0, 0, 2000)
+        assert poller.poll() == 2
+    finally:
+        rpc.close()
+    assert rpc.refused >= 1  # it tried wide ranges first …
+    assert rpc.log_requests and max(rpc.log_requests) <= 50  # … then read in ranges that pass
+    assert [j.job_id for j in ledger.all_jobs(poller.chain_id, poller.address)] == [first, second]

@@ -34,6 +34,15 @@ ZERO_ADDRESS = "0x" + "0" * 40
 _UNITS = {"wei": 1, "gwei": 10**9, "eth": 10**18, "ether": 10**18}
 
 
+def read_existing_job(manager: Contract, job_id: int) -> OnChainJob:
+    """The job's on-chain state; NoSuchJob if the contract never had it."""
+    job = read_job(manager, job_id)
+    if job.status == JobStatus.NONE:
+        last = int(manager.functions.nextJobId().call()) - 1
+        raise NoSuchJob(f"job {job_id} does not exist (the last job is {last})")
+    return job
+
+
 class NoSuchJob(LookupError):
     """The job id was never issued by this JobManager."""
 
@@ -109,11 +118,7 @@ class JobClient:
         return int(self.manager.functions.minFee().call())
 
     def read(self, job_id: int) -> OnChainJob:
-        job = read_job(self.manager, job_id)
-        if job.status == JobStatus.NONE:
-            last = int(self.manager.functions.nextJobId().call()) - 1
-            raise NoSuchJob(f"job {job_id} does not exist (the last job is {last})")
-        return job
+        return read_existing_job(self.manager, job_id)
 
     def request(self, spec: JobSpec, fee_wei: int | None = None, consumer: str = ZERO_ADDRESS,
                 callback_gas: int = 0) -> Requested:

@@ -20,7 +20,7 @@ from web3.contract import Contract
 
 from bridge.chain import JobStatus, OnChainJob, connect, job_manager
 from bridge.config import BridgeSettings
-from bridge.jobs import NoSuchJob
+from bridge.jobs import read_existing_job
 from bridge.ledger import Job as LedgerJob
 from bridge.ledger import Ledger
 from bridge.views import STATUSES, JobDetail, JobPage, JobSummary, TimelineEntry, iso
@@ -208,13 +208,7 @@ class JobReader:
         )
 
     def read(self, job_id: int) -> OnChainJob:
-        from bridge.chain import read_job
-
-        job = read_job(self.manager, job_id)
-        if job.status == JobStatus.NONE:
-            last = int(self.manager.functions.nextJobId().call()) - 1
-            raise NoSuchJob(f"job {job_id} does not exist (the last job is {last})")
-        return job
+        return read_existing_job(self.manager, job_id)
 
     # -- progress --------------------------------------------------------------------------------
     def progress(self, job_id: int, task_state: Any = None) -> Progress:

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.config import BridgeSettings
 from bridge.devstack import DevStack
-from tests.e2e.client import Requester
+from tests.e2e.client import Requester, settings_for
 from tests.services import postgres
 
 
@@ -34,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 @pytest.fixture(scope="session")
 def settings(stack: DevStack) -> BridgeSettings:
-    return BridgeSettings(**{k.removeprefix("COD_").lower(): v for k, v in stack.env.items()})
+    return settings_for(stack.env)
 
 
 @pytest.fixture(scope="session")

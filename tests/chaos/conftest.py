@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import BridgeSettings
 from bridge.devstack import DevStack, free_port
-from tests.e2e.client import Requester
+from tests.e2e.client import Requester, settings_for
 
 
 @pytest.fixture(scope="session")
@@ -30,4 +29,4 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory, postgres_url: str
 @pytest.fixture(scope="session")
 def chaos_requester(chaos_stack: DevStack) -> Requester:
     env = chaos_stack.env
-    return Requester(BridgeSettings(**{k.removeprefix("COD_").lower(): v for k, v in env.items()}))
+    return Requester(settings_for(env))

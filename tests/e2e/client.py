@@ -27,6 +27,11 @@ class Outcome:
         return str(self.failed[0]["args"]["reason"]) if self.failed else ""
 
 
+def settings_for(env: dict[str, str]) -> BridgeSettings:
+    """Bridge settings for a stack's `COD_*` variables (as `cod devstack` prints them)."""
+    return BridgeSettings(**{k.removeprefix("COD_").lower(): v for k, v in env.items()})
+
+
 class Requester:
     def __init__(self, settings: BridgeSettings) -> None:
         self.w3 = connect(settings.rpc_url)

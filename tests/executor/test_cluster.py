@@ -12,24 +12,22 @@ import time
 import docker
 
 from bridge.chain import JobStatus, read_job
-from bridge.config import BridgeSettings
 from bridge.devimages import BUSYBOX_IMAGE
 from bridge.devstack import DevStack
 from bridge.ledger import Ledger, job_key
 from executor.ipfs import KuboClient
 from executor.nodes import list_nodes
 from executor.spec import JobSpec
-from tests.e2e.client import Requester
+from tests.e2e.client import Requester, settings_for
 from tests.executor.conftest import CLUSTER_NODES
 
 
 def requester_for(stack: DevStack) -> Requester:
-    return Requester(BridgeSettings(**{k.removeprefix("COD_").lower(): v
-                                       for k, v in stack.env.items()}))
+    return Requester(settings_for(stack.env))
 
 
 def ledger_job(stack: DevStack, requester: Requester, job_id: int) -> tuple[Ledger, str]:
-    settings = BridgeSettings(**{k.removeprefix("COD_").lower(): v for k, v in stack.env.items()})
+    settings = settings_for(stack.env)
     return Ledger(settings.ledger_url), job_key(requester.w3.eth.chain_id,
                                                   stack.env["COD_CONTRACT"], job_id)
 

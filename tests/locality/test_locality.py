@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 
 from bridge.chain import JobStatus
-from bridge.config import BridgeSettings
 from bridge.devimages import BUSYBOX_IMAGE
 from bridge.devstack import DevStack
 from bridge.ledger import Ledger
 from executor.ipfs import KuboClient
 from executor.locality import DataIndex
 from executor.spec import InputSource, JobSpec
-from tests.e2e.client import Requester
+from tests.e2e.client import Requester, settings_for
 
 NODES = ("node-a", "node-b", "node-c")
 MB = 1_000_000
@@ -45,7 +44,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 @pytest.fixture(scope="module")
 def requester(cluster: DevStack) -> Requester:
     env = cluster.env
-    return Requester(BridgeSettings(**{k.removeprefix("COD_").lower(): v for k, v in env.items()}))
+    return Requester(settings_for(env))
 
 
 def kubo(cluster: DevStack, node: str) -> KuboClient:

@@ -3,6 +3,7 @@ result, whatever was killed, restarted or cut while the jobs flowed."""
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -16,6 +17,10 @@ from bridge.ledger import Ledger, Transaction, TxStatus
 from executor.spec import JobSpec
 from tests.e2e.client import Requester
 from tests.services import TcpProxy
+
+
+# tens of jobs in the suite; `COD_CHAOS_JOBS=200 .venv/bin/pytest tests/chaos -k killed` soaks longer
+CHAOS_JOBS = int(os.environ.get("COD_CHAOS_JOBS", "30"))
 
 
 def echo(n: int, sleep: float = 0) -> JobSpec:
@@ -69,7 +74,7 @@ def test_bridge_killed_at_random_points(chaos_stack: DevStack, chaos_requester: 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        for n in range(30):
+        for n in range(CHAOS_JOBS):
             jobs[chaos_requester.request(echo(n))] = n
             time.sleep(rng.uniform(0, 0.3))
         time.sleep(5)

@@ -18,7 +18,6 @@ from executor.spec import JobSpec
 from tests.e2e.client import Requester
 from tests.services import TcpProxy
 
-
 # tens of jobs in the suite; `COD_CHAOS_JOBS=200 .venv/bin/pytest tests/chaos -k killed` soaks longer
 CHAOS_JOBS = int(os.environ.get("COD_CHAOS_JOBS", "30"))
 

@@ -100,7 +100,10 @@ def _locality(loc: dict[str, Any]) -> list[str]:
 
 
 def _bridge(b: dict[str, Any]) -> list[str]:
-    return ["## Bridge scaling", "",
+    note = ([f"Measured by its own command: `.venv/bin/python -m bench.bridge_bench "
+             f"--requests {b['requests']} --blocks {b.get('blocks', '?')}` "
+             "(bench/results/bridge.md).", ""] if b.get("separate_run") else [])
+    return ["## Bridge scaling", "", *note,
             table(["measure", "value"], [
                 ["backlog", f"{b['requests']} requests over {b['backlog_blocks']} blocks "
                             f"(built in {b['backlog_build_s']} s)"],

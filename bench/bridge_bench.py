@@ -31,6 +31,7 @@ from eth_account import Account
 from web3 import Web3
 
 from bridge.chain import TxSender
+from bridge.devstack import free_port
 from bridge.dispatcher import BrokerEpoch, Dispatcher
 from bridge.ledger import JobState, Ledger
 from bridge.listener import Listener
@@ -40,7 +41,7 @@ from executor.capacity import detect_capacity
 from executor.celery_app import make_app
 from executor.nodes import NodeInfo, NodeRegistry
 from executor.routing import queues_for_node
-from tests.services import anvil_chain, free_port
+from tests.services import anvil_chain
 
 SPEC = json.dumps({"image": "cod/busybox:latest", "entrypoint": ["sh", "-c", "echo hi"],
                    "inputs": [{"source": "ipfs://bafkreidovn72i5u5267d2jpcgldmxcrh2a3n7bx5xt4g6cpfjnd45mr7wi",
@@ -69,7 +70,7 @@ def make_backlog(w3: Web3, sender: TxSender, manager: object, requests: int, blo
     seconds spent sending transactions and mining."""
     w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     account = Account.from_key(sender.account.key)
-    nonce = w3.eth.get_transaction_count(account.address)
+    nonce = int(w3.eth.get_transaction_count(account.address))
     fee = int(manager.functions.minFee().call())  # type: ignore[attr-defined]
     data = calldata(manager.functions.requestJob(SPEC, ZERO, 0))  # type: ignore[attr-defined]
     gap = max(1, blocks // max(1, requests // batch))
@@ -190,6 +191,8 @@ def _machine() -> str:
 
 
 def write(report: dict[str, object]) -> None:
+    series = report.get("rss_series_mb", [])
+    rss_series = " → ".join(str(x) for x in series) if isinstance(series, list) else ""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bridge.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
@@ -206,7 +209,7 @@ def write(report: dict[str, object]) -> None:
         f"| listener catch-up | {report['listener_s']} s: **{report['listener_events_per_s']} events/s**, {report['listener_blocks_per_s']} blocks/s |",
         f"| dispatch to Celery (Redis) | {report['dispatch_s']} s: **{report['dispatch_jobs_per_s']} jobs/s** |",
         f"| bridge memory (max RSS) | {report['bridge_max_rss_mb']} MB, grew {report['bridge_rss_growth_mb']} MB over the backlog |",
-        f"| bridge RSS, before / after catch-up / every 500 dispatched (MB) | {' → '.join(str(x) for x in report['rss_series_mb'])} |",
+        f"| bridge RSS, before / after catch-up / every 500 dispatched (MB) | {rss_series} |",
         f"| submitter (anvil automine) | {report['fulfilled']} fulfilments in {report['submit_s']} s: **{report['fulfilments_per_s']} /s** |",
     ]
     (RESULTS / "bridge.md").write_text("\n".join(lines) + "\n")

@@ -78,7 +78,7 @@ class Bench:
         marks["sent"] = sent
         for mark, block in (("request_block", self.requester.block_of(tx)),
                             ("fulfil_block", self.requester.block_of(job.submit_tx or tx))):
-            seen = _wait_for(lambda b=block: self.watcher.seen.get(b), 5)  # type: ignore[misc]
+            seen = self.watcher.wait(block)
             if seen is not None:
                 marks[mark] = seen
         node = job.node or ""

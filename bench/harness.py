@@ -55,6 +55,13 @@ class BlockWatcher:
             self._last = max(self._last, head)
             time.sleep(self._period)
 
+    def wait(self, number: int, timeout: float = 5.0) -> float | None:
+        """When block `number` was first seen, waiting up to `timeout` s for it."""
+        deadline = time.monotonic() + timeout
+        while number not in self.seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.seen.get(number)
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -92,7 +99,7 @@ class Requester:
         self.w3 = connect(stack.env["COD_RPC_URL"], timeout=60)
         self.manager: Contract = job_manager(self.w3, stack.env["COD_CONTRACT"])
         self.account = Account.from_key(dev_key(BENCH_KEY_INDEX))
-        self.nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
+        self.nonce = int(self.w3.eth.get_transaction_count(self.account.address, "pending"))
         self.fee = int(self.manager.functions.minFee().call())
         self.chain_id = int(self.w3.eth.chain_id)
 

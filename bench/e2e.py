@@ -69,14 +69,17 @@ class Bench:
         self.stack.stop_process("bridge")
         self.stack.start_bridge(extra_env=env)
 
-    def run_job(self, spec: JobSpec, timeout: float = 600) -> dict[str, Any]:
+    def run_job(self, spec: JobSpec, timeout: float = 600, confirmations: int = 0
+                ) -> dict[str, Any]:
         """Request one job and wait for its fulfilment; returns its marks and job fields."""
         sent = time.time()
         tx = self.requester.send(spec)
         job = self.reader.wait_state(tx, timeout=timeout)
         marks = timeline_marks(self.reader.timeline(job))
         marks["sent"] = sent
-        for mark, block in (("request_block", self.requester.block_of(tx)),
+        request_block = self.requester.block_of(tx)
+        for mark, block in (("request_block", request_block),
+                            ("confirmed_block", request_block + confirmations),
                             ("fulfil_block", self.requester.block_of(job.submit_tx or tx))):
             seen = self.watcher.wait(block)
             if seen is not None:
@@ -138,12 +141,13 @@ def overhead(bench: Bench, runs: int, confirmations: tuple[int, ...] = (0, 1)) -
     for confs in confirmations:
         bench.restart_bridge(COD_CONFIRMATIONS=str(confs))
         bench.run_job(spec)  # warm-up: the bridge's first step, the worker's first task
-        jobs = [bench.run_job(spec) for _ in range(runs)]
+        jobs = [bench.run_job(spec, confirmations=confs) for _ in range(runs)]
         breakdowns = [stage_breakdown(j["marks"]) for j in jobs]
         result["e2e"][str(confs)] = {
             "median": median_breakdown(breakdowns),
             "completed": sum(1 for j in jobs if j["state"] == "completed"),
-            "jobs": [{"job_id": j["job_id"], **b} for j, b in zip(jobs, breakdowns, strict=True)],
+            "jobs": [{"job_id": j["job_id"], "marks": j["marks"], **b}
+                     for j, b in zip(jobs, breakdowns, strict=True)],
         }
     bench.restart_bridge(COD_CONFIRMATIONS="0")
     return result

@@ -65,11 +65,19 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, default=Path("bench/out/stack"))
     parser.add_argument("--skip", action="append", default=[],
                         choices=["overhead", "throughput", "data", "locality", "bridge"])
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the phases of the last report.json that this run skips")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     command = ".venv/bin/python -m bench.run_all" + (" --quick" if args.quick else "")
     report: dict[str, Any] = {"command": command, "machine": machine(), "plan": plan.__dict__,
                               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    if args.merge and (RESULTS / "report.json").exists():
+        earlier = json.loads((RESULTS / "report.json").read_text())
+        kept = {k: v for k, v in earlier.items()
+                if k in ("overhead", "throughput", "data", "locality") and k in args.skip}
+        report.update(kept)
+        report["merged_from"] = {k: earlier.get("started") for k in kept}
     t0 = time.monotonic()
     stack = DevStack(args.state_dir, block_time=1, preferred_ports=False)
     stack.start()

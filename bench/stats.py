@@ -12,7 +12,8 @@ from datetime import datetime
 # The stages of one end-to-end job, in order, and the two marks each lies between.
 STAGES: tuple[tuple[str, str, str], ...] = (
     ("request inclusion", "sent", "request_block"),  # the chain: requestJob mined
-    ("listener lag", "request_block", "requested"),  # block seen → job in the ledger
+    ("confirmations", "request_block", "confirmed_block"),  # the chain: the blocks waited for
+    ("listener lag", "confirmed_block", "requested"),  # block seen → job in the ledger
     ("dispatch", "requested", "queued"),  # ledger → Celery task sent
     ("queue wait", "queued", "task_start"),  # Redis → the worker starts the task
     ("input fetch + setup", "task_start", "container_start"),  # fetch, image, volume, create
@@ -22,7 +23,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("submit", "published", "submitting"),  # the submitter queues fulfillJob
     ("fulfil inclusion", "submitting", "fulfil_block"),  # the chain: fulfillJob mined
 )
-CHAIN_STAGES = frozenset({"request inclusion", "fulfil inclusion"})
+CHAIN_STAGES = frozenset({"request inclusion", "confirmations", "fulfil inclusion"})
 
 
 def median(values: Iterable[float]) -> float:
@@ -36,8 +37,8 @@ def ratio(numerator: float, denominator: float) -> float:
 
 def stage_breakdown(marks: Mapping[str, float]) -> dict[str, float]:
     """Seconds spent in each stage of one job, from its marks (wall-clock times, seconds since
-    the epoch); a stage whose marks are missing is left out. Adds `total` (sent → fulfil block),
-    `work` (the container) and `overhead` (total minus the chain's two inclusions and the work:
+    the epoch); a stage whose marks are missing is left out. Adds `total` (sent → fulfil block)
+    and `overhead` (total minus the chain's stages (inclusions, confirmations) and the container:
     what the bridge and executor add)."""
     out: dict[str, float] = {}
     for name, start, end in STAGES:

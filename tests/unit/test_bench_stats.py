@@ -19,7 +19,8 @@ from bench.stats import (
 )
 
 T = 1_000.0
-MARKS = {"sent": T, "request_block": T + 0.6, "requested": T + 0.8, "queued": T + 0.85,
+MARKS = {"sent": T, "request_block": T + 0.6, "confirmed_block": T + 0.6, "requested": T + 0.8,
+         "queued": T + 0.85,
          "task_start": T + 0.9, "container_start": T + 1.0, "container_die": T + 1.3,
          "task_end": T + 1.4, "published": T + 1.6, "submitting": T + 1.65,
          "fulfil_block": T + 2.5}
@@ -38,6 +39,18 @@ def test_stage_breakdown_of_one_job() -> None:
     # total − both inclusions − the container
     assert stages["overhead"] == pytest.approx(2.5 - 0.6 - 0.85 - 0.3)
     assert sum(v for k, v in stages.items() if k not in ("total", "overhead")) == pytest.approx(2.5)
+
+
+def test_confirmations_are_the_chains_time_not_the_bridges() -> None:
+    marks = {**MARKS, "confirmed_block": T + 1.6, "requested": T + 1.8, "queued": T + 1.85,
+             "task_start": T + 1.9, "container_start": T + 2.0, "container_die": T + 2.3,
+             "task_end": T + 2.4, "published": T + 2.6, "submitting": T + 2.65,
+             "fulfil_block": T + 3.5}
+    stages = stage_breakdown(marks)
+    assert stages["confirmations"] == pytest.approx(1.0)
+    assert stages["listener lag"] == pytest.approx(0.2)
+    assert stages["overhead"] == pytest.approx(3.5 - 0.6 - 1.0 - 0.85 - 0.3)
+    assert sum(v for k, v in stages.items() if k not in ("total", "overhead")) == pytest.approx(3.5)
 
 
 def test_missing_marks_leave_stages_out() -> None:

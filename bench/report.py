@@ -29,6 +29,10 @@ def render(report: dict[str, Any]) -> str:
             f"took {report.get('elapsed_s', '?')} s.",
             f"Machine: {m['cpu']}, {m['nproc']} cores (nproc), {m['memory']} RAM, Linux "
             f"{m['kernel']}, Python {m['python']}, Docker {m['docker']}, Kubo {m['kubo']}.", ""]
+    if report.get("merged_from"):
+        out += ["Kept from the earlier run (`--merge`): " + ", ".join(
+            f"{phase} (started {started})" for phase, started in report["merged_from"].items())
+            + ".", ""]
     if "overhead" in report:
         out += _overhead(report["overhead"])
     if "throughput" in report:
@@ -67,7 +71,8 @@ def _overhead(o: dict[str, Any]) -> list[str]:
                        [[n, *[o["e2e"][c]["median"].get(n, float("nan")) for c in confs]]
                         for n in names]))
     plain_extra = o["docker_run_s"] - direct["container"]  # what `docker run` costs around the work
-    lines += ["", "`overhead` = total − request inclusion − fulfil inclusion − container: what "
+    lines += ["", "`overhead` = total − request inclusion − confirmations − fulfil inclusion − "
+              "container: what "
               "the bridge and executor add beyond the chain and the work (target < 0.5 s). "
               "It includes Docker's own cost of creating, starting and removing a container, "
               f"which a plain `docker run` pays too ({_f(plain_extra)} s here: docker run's "

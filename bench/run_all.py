@@ -1,6 +1,6 @@
 """Every benchmark of issue #7, side by side in one run; writes bench/results/report.{md,json}.
 
-    .venv/bin/python -m bench.run_all            # the full run (about 35 minutes on 2 cores)
+    .venv/bin/python -m bench.run_all            # the full run (≈ 20 min, plus ≈ 27 min of bridge bench)
     .venv/bin/python -m bench.run_all --quick    # a smoke run (a few jobs, small data)
 
 Starts its own stack (`DevStack`: anvil with 1 s blocks, Kubo, Redis, Docker, the bridge, workers),

@@ -111,7 +111,7 @@ def run_baseline(api: str, events: ContainerEvents, script: str, input_cid: str 
 
 
 def median(samples: list[Sample], field: str) -> float:
-    return statistics.median(getattr(s, field) for s in samples)
+    return float(statistics.median(float(getattr(s, field)) for s in samples))
 
 
 def main() -> None:

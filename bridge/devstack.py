@@ -279,9 +279,10 @@ class DevStack:
         return address
 
     def start_worker(self, node_id: str, extra_env: dict[str, str] | None = None,
-                     own_kubo: bool = False) -> subprocess.Popen[bytes]:
-        """Start a worker; with `own_kubo`, on a Kubo of its own (a separate IPFS node, as on a
-        separate host), started on first use and kept across worker restarts."""
+                     own_kubo: bool = False, concurrency: int = 1) -> subprocess.Popen[bytes]:
+        """Start a worker running `concurrency` jobs at once; with `own_kubo`, on a Kubo of its
+        own (a separate IPFS node, as on a separate host), started on first use and kept across
+        worker restarts."""
         kubo_env = {}
         if own_kubo:
             name = f"nodekubo-{node_id}"
@@ -296,7 +297,8 @@ class DevStack:
         log = self.logs / f"worker-{node_id}.log"
         offset = log.stat().st_size if log.exists() else 0  # a restarted node appends
         process = self._spawn(f"worker-{node_id}",
-                              [self.python, "-m", "bridge.cli", "worker", "--concurrency", "1"],
+                              [self.python, "-m", "bridge.cli", "worker", "--concurrency",
+                               str(concurrency)],
                               env)
         _wait_for(f"worker {node_id}", lambda: self._worker_ready(node_id, offset), 60, process,
                   log)

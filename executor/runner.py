@@ -141,13 +141,15 @@ class JobRunner:
             if hit:
                 return outcome("completed", result_cid=hit.result_cid, exit_code=hit.exit_code,
                                cached=True)
-        local = self._probe.held(spec) if self._probe else None
-        received_before = self._probe.received() if self._probe else 0
+        # A job without IPFS inputs (`held` is None) skips the probe's two Kubo round trips.
+        probe = self._probe
+        local = probe.held(spec) if probe else None
+        received_before = probe.received() if probe and local is not None else 0
         mounts, fetched_ids = self._fetch_inputs(spec, job_dir / "inputs")
         locality: dict[str, Any] = {}
-        if self._probe is not None:
+        if probe is not None and local is not None:
             locality = {"inputs_local": local,
-                        "input_bytes_fetched": self._probe.received() - received_before}
+                        "input_bytes_fetched": probe.received() - received_before}
         if use_cache and key is None:
             key = cache_key(spec, image_id, fetched_ids)
             hit = self._lookup(key)

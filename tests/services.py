@@ -78,9 +78,10 @@ class Chain:
 
 @contextmanager
 def anvil_chain(min_fee: int = 10**15, window: int = 3600, block_time: int = 0,
-                rpc_timeout: float = 30.0) -> Iterator[Chain]:
+                rpc_timeout: float = 30.0, extra_args: tuple[str, ...] = ()) -> Iterator[Chain]:
     port = free_port()
-    args = [find_anvil(), "--port", str(port), "--mnemonic", ANVIL_MNEMONIC, "--silent"]
+    args = [find_anvil(), "--port", str(port), "--mnemonic", ANVIL_MNEMONIC, "--silent",
+            *extra_args]
     if block_time:
         args += ["--block-time", str(block_time)]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

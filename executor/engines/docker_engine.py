@@ -175,8 +175,8 @@ class DockerEngine:
         return len(containers)
 
     def _remove_if_exists(self, name: str) -> None:
-        with contextlib.suppress(NotFound):
-            self._client.containers.get(name).remove(force=True)
+        with contextlib.suppress(NotFound):  # one API call (not a lookup, then a remove)
+            self._client.api.remove_container(name, force=True)
 
 
 def _copy_streams(stream: Any, out: CappedLog, err: CappedLog) -> None:

@@ -20,7 +20,7 @@ from bridge.ledger import Job, JobState, Ledger
 from bridge.logs import job_extra
 from executor.celery_app import EXECUTE_JOB
 from executor.locality import DataIndex, Placement, Supersession, input_roots, node_queue, place
-from executor.nodes import NodeRegistry, waiting_reason
+from executor.nodes import NodeInfo, NodeRegistry, waiting_for
 from executor.routing import queue_for
 from executor.runner import JobOutcome
 from executor.spec import JobSpec, SpecError, parse_spec
@@ -66,7 +66,10 @@ class Dispatcher:
         """Send every job in `requested` to the executors; a spec that fails validation is
         rejected here, without using a compute node."""
         jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.REQUESTED, limit=500)
-        epoch = self._epoch.current() if jobs else ""
+        if not jobs:
+            return 0
+        epoch = self._epoch.current()
+        nodes = self._nodes.live()  # once per batch, not once per job
         for job in jobs:
             try:
                 spec = parse_spec(job.spec)
@@ -74,7 +77,7 @@ class Dispatcher:
                 self._ledger.update(job, "rejected", str(exc), state=JobState.REJECTED,
                                     reason=str(exc))
                 continue
-            wait = waiting_reason(spec, self._app.conf.broker_url, time.time() - job.created_at)
+            wait = waiting_for(spec, nodes, time.time() - job.created_at)
             if wait is not None:
                 if wait.expired:
                     self._ledger.update(job, "rejected", wait.reason, state=JobState.REJECTED,
@@ -84,14 +87,16 @@ class Dispatcher:
                     self._waiting[job.key] = wait.reason
                 continue
             self._waiting.pop(job.key, None)
-            self.send(job, epoch)
+            self.send(job, epoch, nodes=nodes)
         return len(jobs)
 
-    def send(self, job: Job, epoch: str, near_data: bool = True) -> None:
+    def send(self, job: Job, epoch: str, near_data: bool = True,
+             nodes: list[NodeInfo] | None = None) -> None:
         """Send a job's next attempt: to the node holding most of its input if there is one (and
-        `near_data`), else to the general queue for its resources."""
+        `near_data`), else to the general queue for its resources. `nodes`: the live nodes, if
+        the caller has read them already."""
         spec = parse_spec(job.spec)
-        placement = self._place(spec) if near_data and self._locality else None
+        placement = self._place(spec, nodes) if near_data and self._locality else None
         queue = node_queue(placement.node_id) if placement else queue_for(spec)
         attempt = job.attempts + 1
         task_id = f"{job.key}:{attempt}"
@@ -110,10 +115,11 @@ class Dispatcher:
         self._ledger.add_event(job, "re-routed", why)
         self.send(job, epoch, near_data=False)
 
-    def _place(self, spec: JobSpec) -> Placement | None:
+    def _place(self, spec: JobSpec, nodes: list[NodeInfo] | None) -> Placement | None:
         if not input_roots(spec):
             return None
-        nodes = self._nodes.live()
+        if nodes is None:
+            nodes = self._nodes.live()
         return place(spec, nodes, self._data.holdings([n.node_id for n in nodes]))
 
     def collect(self) -> int:

@@ -103,7 +103,12 @@ def _registry(redis_url: str) -> NodeRegistry:
 def waiting_reason(spec: JobSpec, redis_url: str, waited_s: float) -> Waiting | None:
     """For the bridge, before it dispatches a job: None if a live node can serve it; else why it
     waits, and whether it has waited past its `queue_timeout`."""
-    reason = unservable_reason(spec, _registry(redis_url).live())
+    return waiting_for(spec, _registry(redis_url).live(), waited_s)
+
+
+def waiting_for(spec: JobSpec, nodes: list[NodeInfo], waited_s: float) -> Waiting | None:
+    """`waiting_reason` against a list of live nodes already read (one read per dispatch batch)."""
+    reason = unservable_reason(spec, nodes)
     if reason is None:
         return None
     if waited_s > spec.queue_timeout:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 from bridge import metrics
@@ -23,6 +24,7 @@ from bridge.txmanager import TxManager
 from executor.celery_app import make_app
 
 log = logging.getLogger(__name__)
+GAUGE_INTERVAL_S = 5.0  # ledger-wide counts for the metrics: not on every pass of the loop
 
 
 class Bridge:
@@ -53,6 +55,7 @@ class Bridge:
                                      locality_wait_s=settings.locality_wait_s)
         self.chain_id = chain_id
         self._stop = threading.Event()
+        self._gauges_at = 0.0
         log.info("bridge for %s on chain %d, oracle %s, %d confirmation(s)", self.address,
                  chain_id, self.txm.address, settings.confirmations)
 
@@ -64,7 +67,9 @@ class Bridge:
         self.submitter.submit_ready()
         self.txm.process()
         self.submitter.confirm()
-        self._gauges()
+        if time.monotonic() - self._gauges_at >= GAUGE_INTERVAL_S:
+            self._gauges()
+            self._gauges_at = time.monotonic()
 
     def _gauges(self) -> None:
         for state, count in self.ledger.count_by_state(self.chain_id, self.address).items():

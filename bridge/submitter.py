@@ -42,10 +42,11 @@ class Submitter:
         jobs = self._ledger.jobs_in(self._chain_id, self._address, JobState.EXECUTED,
                                     JobState.REJECTED)
         started = 0
+        now = self._latest_timestamp() if jobs else 0  # one block read per batch
         for job in jobs:
             if job.submit_attempts >= MAX_SUBMIT_ATTEMPTS:
                 continue
-            started += self._submit(job)
+            started += self._submit(job, now)
         return started
 
     def confirm(self) -> int:
@@ -70,13 +71,13 @@ class Submitter:
                 settled += 1
         return settled
 
-    def _submit(self, job: Job) -> int:
+    def _submit(self, job: Job, chain_time: int) -> int:
         on_chain = read_job(self._contract, job.job_id)
         if on_chain.status != JobStatus.REQUESTED or on_chain.requester.lower() != job.requester.lower():
             self._close(job, on_chain.status)
             return 0
         if job.state == JobState.EXECUTED:
-            if self._latest_timestamp() + self._margin <= on_chain.deadline:
+            if chain_time + self._margin <= on_chain.deadline:
                 assert job.result_cid is not None and job.exit_code is not None
                 call = self._contract.functions.fulfillJob(job.job_id, job.result_cid,
                                                            job.exit_code)

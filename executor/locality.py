@@ -154,8 +154,8 @@ class LocalityProbe:
         roots = input_roots(spec)
         if not roots:
             return None
-        pinned = set(self._kubo.pinned())
-        return all(cid in pinned for cid in roots)
+        # one pin lookup per input root: listing every pin would grow with every result published
+        return all(self._kubo.is_pinned(cid) for cid in roots)
 
     def received(self) -> int:
         return self._kubo.bitswap_received()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import time
 from pathlib import Path
@@ -14,10 +13,6 @@ import typer
 
 from bridge.cli.output import ENVIRONMENT, OutputFormat, console, err, fail, render
 from bridge.config import BridgeSettings
-
-
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def devstack(

@@ -4,6 +4,7 @@ Prometheus metrics and JSON logs carrying the job id."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,8 +87,14 @@ def test_metrics_and_json_logs(chaos_stack: DevStack, chaos_requester: Requester
     job_id = chaos_requester.request(job("observed"))
     assert chaos_requester.wait(job_id).job.status == JobStatus.COMPLETED
     port = chaos_stack.bridge_env["COD_METRICS_PORT"]
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    completed = [line for line in text.splitlines() if line.startswith('cod_jobs{state="completed"}')]
+    deadline = time.monotonic() + 15  # the ledger-wide gauges refresh every few seconds
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        completed = [line for line in text.splitlines()
+                     if line.startswith('cod_jobs{state="completed"}')]
+        if (completed and float(completed[0].split()[-1]) >= 1) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert completed and float(completed[0].split()[-1]) >= 1
     for name in ("cod_listener_lag_blocks", "cod_queue_latency_seconds_count",
                  "cod_execution_seconds_count", "cod_pending_transactions"):

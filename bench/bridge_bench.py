@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -111,10 +112,15 @@ def run(requests: int, blocks: int, fulfil: int, log_chunk: int = 2000) -> dict[
     """Build the backlog, catch up, dispatch, fulfil; returns the report."""
     work = Path(tempfile.mkdtemp(prefix="cod-bench-"))
     redis_port = free_port()
-    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
-                              str(redis_port), "--save", "", "--appendonly", "no"],
+    password = secrets.token_hex(16)  # as in every stack cod starts: Redis with a password
+    config = work / "redis.conf"
+    config.touch(mode=0o600)
+    config.write_text(f"requirepass {password}\n")
+    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", str(config), "--port",
+                              str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"],
                              stdout=subprocess.DEVNULL)
-    broker = f"redis://127.0.0.1:{redis_port}/0"
+    broker = f"redis://:{password}@127.0.0.1:{redis_port}/0"
     report: dict[str, object] = {"requests": requests, "blocks": blocks, "log_chunk": log_chunk,
                                  "anvil_args": " ".join(ANVIL_ARGS), "machine": _machine()}
     try:

@@ -38,6 +38,8 @@ class OnChainJob:
     status: JobStatus
     exit_code: int
     result_cid: str
+    failure_fee: int = 0  # fixed when it was requested
+    request_hash: str = ""  # what a settlement must quote (binds it to this request)
 
 
 class ChainError(RuntimeError):
@@ -68,7 +70,7 @@ def read_job(contract: Contract, job_id: int) -> OnChainJob:
     return OnChainJob(
         requester=raw[0], consumer=raw[1], fee=int(raw[2]), deadline=int(raw[3]),
         callback_gas_limit=int(raw[4]), status=JobStatus(raw[5]), exit_code=int(raw[6]),
-        result_cid=str(raw[7]),
+        failure_fee=int(raw[7]), result_cid=str(raw[8]), request_hash=Web3.to_hex(raw[9]),
     )
 
 

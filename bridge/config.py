@@ -25,8 +25,12 @@ class BridgeSettings(CodSettings):
     priority_fee_gwei: float = 1.0
     receipt_timeout_s: float = 120.0
     bump_after_blocks: int = 3  # replace a transaction not mined after this many blocks
+    receipt_depth: int = 1  # blocks deep a receipt must be to count (raise it with confirmations)
     stall_grace_s: float = 60.0  # a started job silent this long past its timeout is re-run
     max_attempts: int = 3  # executions of one job before it is failed
+    # Comma-separated node-key addresses (each worker logs its own at start): only results signed by
+    # one of them count. Empty: every result is refused (and the bridge says so at start).
+    node_addresses: str = ""
     reconcile_interval_s: float = 5.0
     locality: bool = True  # send a job to the node that holds its IPFS inputs
     locality_wait_s: float = 30.0  # … and to any node if that one has not started it by then

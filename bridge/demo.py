@@ -18,10 +18,10 @@ from web3.logs import DISCARD
 from bridge.chain import TxSender, connect, job_manager, load_artifact
 from bridge.config import BridgeSettings
 from bridge.devimages import BUSYBOX_IMAGE
+from bridge.fanout import CID_MARK
 from executor.ipfs import KuboClient
 from executor.spec import InputSource, JobSpec, OutputPath, Resources
 
-CID_MARK = "CIDPLACEHOLDER0000"  # stands for the CID while rendering; must pass CID checks
 PIPELINE_CALLBACK_GAS = 500_000  # the stage-1 callback requests stage 2 (~300k measured)
 RUN_COMPLETED, RUN_FAILED = 3, 4
 
@@ -89,7 +89,8 @@ class PipelineFailed(RuntimeError):
 def deploy_pipeline(sender: TxSender, manager: Contract, top: int) -> Contract:
     prefix1, suffix1 = split_template(stage1_spec(CID_MARK))
     prefix2, suffix2 = split_template(stage2_spec(CID_MARK, top))
-    fee = int(manager.functions.minFee().call())
+    # each stage's fee: the minimum plus its callback's gas at the contract's price
+    fee = int(manager.functions.quoteFee(sender.address, PIPELINE_CALLBACK_GAS).call())
     address = sender.deploy("TwoStagePipeline", manager.address, prefix1, suffix1, prefix2,
                             suffix2, fee, PIPELINE_CALLBACK_GAS)
     abi = load_artifact("TwoStagePipeline")["abi"]

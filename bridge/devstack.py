@@ -1,12 +1,15 @@
 """`cod devstack`: the whole stack on one machine, for development, tests and the demo.
 
 It starts anvil, a Kubo daemon, Redis and (if none runs) the Docker engine, deploys the JobManager,
-then starts the bridge and one executor worker. Everything it started, it stops.
+then starts the bridge and one executor worker. Everything it started, it stops. As in production,
+Redis has a password (random per stack, in every broker URL) and each worker a node key of its own,
+whose address the bridge is given (`COD_NODE_ADDRESSES`): only results it signs count.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,7 +25,7 @@ import httpx
 from docker.errors import DockerException
 from eth_account import Account
 
-from bridge.chain import TxSender, connect, job_manager
+from bridge.chain import TxSender, connect
 from bridge.devimages import ensure_busybox_image
 from executor.ipfs import KuboClient
 
@@ -31,6 +34,8 @@ ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_MIN_FEE_WEI = 10**15  # 0.001 ETH
 DEFAULT_JOB_WINDOW_S = 3600
 DEFAULT_MAX_CALLBACK_GAS = 2_000_000
+# Wei per gas of callback a request pays for (JobManager.callbackGasPrice): 1 gwei on a dev chain.
+DEFAULT_CALLBACK_GAS_PRICE_WEI = 10**9
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -97,6 +102,9 @@ class DevStack:
     bridge_env: dict[str, str] = field(default_factory=dict)
     ledger_url: str | None = None  # default: SQLite in the state directory
     env: dict[str, str] = field(default_factory=dict)
+    # node ids whose keys are registered with the bridge from the start (a worker started later
+    # under a new id gets a key too, and the bridge is restarted to register it)
+    nodes: tuple[str, ...] = ()
     _processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -106,6 +114,10 @@ class DevStack:
         self.logs = self.state_dir / "logs"
         self.user_key = dev_key(0)
         self.oracle_key = dev_key(1)
+        self.redis_password = secrets.token_hex(16)
+        self._redis_port = 0
+        self.node_keys: dict[str, str] = {}  # node id → its signing key (COD_NODE_KEY)
+        self._bridge_extra_env: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> dict[str, str]:
@@ -132,6 +144,10 @@ class DevStack:
                                        or f"sqlite:///{self.state_dir / 'ledger.sqlite'}"),
                     "COD_CONFIRMATIONS": "0",
                 }
+            for node_id in (*self.nodes, *(("node-1",) if self.with_worker else ())):
+                self._node_key(node_id)
+            if self.node_keys:
+                self.env["COD_NODE_ADDRESSES"] = self._addresses()
             if self.with_worker:
                 self.start_worker("node-1")
             if self.with_bridge:
@@ -139,7 +155,9 @@ class DevStack:
         except BaseException:
             self.stop()
             raise
-        (self.state_dir / "env").write_text(self.exports())
+        env_file = self.state_dir / "env"
+        env_file.touch(mode=0o600)  # it holds the Redis password
+        env_file.write_text(self.exports())
         return self.env
 
     def exports(self) -> str:
@@ -166,7 +184,8 @@ class DevStack:
 
         work = self.state_dir / "work"
         for node_dir in work.iterdir() if work.exists() else []:
-            clean_work_dir(node_dir)
+            if node_dir.is_dir():  # beside them: files such as the published-results index
+                clean_work_dir(node_dir)
 
     def check_alive(self) -> list[str]:
         """Names of started processes that have exited."""
@@ -261,28 +280,53 @@ class DevStack:
         return self._start_kubo()
 
     def _start_redis(self, port: int | None = None) -> str:
+        """Redis with a password (`requirepass`, in a mode-0600 config file, not on the command
+        line where `ps` shows it); returns the broker URL, which carries the password."""
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"
         port = port or self._port(6379)
-        process = self._spawn("redis", [redis, "--port", str(port), "--bind", "127.0.0.1",
-                                        "--save", "", "--appendonly", "no",
+        self._redis_port = port
+        config = self.state_dir / "redis.conf"
+        config.touch(mode=0o600)
+        config.write_text(f"requirepass {self.redis_password}\n")
+        process = self._spawn("redis", [redis, str(config), "--port", str(port),
+                                        "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                         "--dir", str(self.state_dir)])
-        _wait_for("redis", lambda: _redis_ping(port), 30, process, self.logs / "redis.log")
-        return f"redis://127.0.0.1:{port}/0"
+        _wait_for("redis", lambda: _redis_ping(port, self.redis_password), 30, process,
+                  self.logs / "redis.log")
+        return f"redis://:{self.redis_password}@127.0.0.1:{port}/0"
 
     def _deploy(self, rpc_url: str) -> str:
         w3 = connect(rpc_url)
         owner = TxSender(w3, self.user_key)
-        address = owner.deploy("JobManager", DEFAULT_MIN_FEE_WEI, DEFAULT_JOB_WINDOW_S,
-                               DEFAULT_MAX_CALLBACK_GAS)
-        oracle = TxSender(w3, self.oracle_key).address
-        owner.transact(job_manager(w3, address).functions.setOracle(oracle, True))
-        return address
+        oracle = TxSender(w3, self.oracle_key).address  # effective at once: nothing is escrowed yet
+        return owner.deploy("JobManager", DEFAULT_MIN_FEE_WEI, DEFAULT_JOB_WINDOW_S,
+                            DEFAULT_MAX_CALLBACK_GAS, DEFAULT_CALLBACK_GAS_PRICE_WEI, [oracle])
+
+    def node_address(self, node_id: str) -> str:
+        """The address `node_id` signs its results with (registered with the bridge)."""
+        return str(Account.from_key(self._node_key(node_id)).address)
+
+    def _node_key(self, node_id: str) -> str:
+        """`node_id`'s key (made on first use) and the stack's `COD_NODE_ADDRESSES` updated."""
+        if node_id not in self.node_keys:
+            self.node_keys[node_id] = str(Account.create().key.to_0x_hex())
+            self.env["COD_NODE_ADDRESSES"] = self._addresses()
+        return self.node_keys[node_id]
+
+    def _addresses(self) -> str:
+        return ",".join(str(Account.from_key(key).address) for key in self.node_keys.values())
 
     def start_worker(self, node_id: str, extra_env: dict[str, str] | None = None,
                      own_kubo: bool = False, concurrency: int = 1) -> subprocess.Popen[bytes]:
         """Start a worker running `concurrency` jobs at once; with `own_kubo`, on a Kubo of its
         own (a separate IPFS node, as on a separate host), started on first use and kept across
-        worker restarts."""
+        worker restarts. A node id the running bridge does not know yet is registered with it (the
+        bridge restarts)."""
+        new_node = node_id not in self.node_keys
+        node_key = self._node_key(node_id)
+        if new_node and any(name == "bridge" and p.poll() is None for name, p in self._processes):
+            self.stop_process("bridge")
+            self.start_bridge(self._bridge_extra_env)
         kubo_env = {}
         if own_kubo:
             name = f"nodekubo-{node_id}"
@@ -291,7 +335,7 @@ class DevStack:
                     n == name for n, _ in self._processes):
                 url = self.start_node_kubo(node_id)
             kubo_env = {"COD_IPFS_API": url}
-        env = {**self.env, "COD_NODE_ID": node_id, **kubo_env,
+        env = {**self.env, "COD_NODE_ID": node_id, "COD_NODE_KEY": node_key, **kubo_env,
                "COD_WORK_DIR": str(self.state_dir / "work" / node_id), **self.worker_env,
                **(extra_env or {})}
         log = self.logs / f"worker-{node_id}.log"
@@ -317,12 +361,13 @@ class DevStack:
                 self._processes.remove((name, process))
 
     def restart_redis(self) -> None:
-        """Kill Redis and start an empty one on the same port (no persistence: all queues lost)."""
-        port = int(self.env["COD_BROKER_URL"].rsplit(":", 1)[1].split("/")[0])
+        """Kill Redis and start an empty one on the same port and password (no persistence: all
+        queues lost)."""
         self.stop_process("redis", kill=True)
-        self._start_redis(port)
+        self._start_redis(self._redis_port)
 
     def start_bridge(self, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        self._bridge_extra_env = dict(extra_env or {})
         env = {**self.env, "COD_ORACLE_KEY": self.oracle_key, "COD_POLL_INTERVAL_S": "0.25",
                **self.bridge_env, **(extra_env or {})}
         log = self.logs / "bridge.log"
@@ -344,7 +389,10 @@ class DevStack:
                 self._processes.remove((name, process))
 
 
-def _redis_ping(port: int) -> bool:
+def _redis_ping(port: int, password: str) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(16).startswith(b"+PONG")
+        sock.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+        replies = b""
+        while replies.count(b"\r\n") < 2 and (chunk := sock.recv(64)):
+            replies += chunk
+        return replies == b"+OK\r\n+PONG\r\n"

@@ -16,8 +16,10 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from bridge import metrics
+from bridge.isolation import each_job
 from bridge.ledger import Job, JobState, Ledger
 from bridge.logs import job_extra
+from executor.attestation import check_outcome
 from executor.celery_app import EXECUTE_JOB
 from executor.locality import DataIndex, Placement, Supersession, input_roots, node_queue, place
 from executor.nodes import NodeInfo, NodeRegistry, waiting_for
@@ -27,6 +29,9 @@ from executor.spec import JobSpec, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 EPOCH_KEY = "cod:broker-epoch"
+WAIT_RECHECK_S = 5.0  # a job no live node can serve is looked at again after this long
+DISPATCH_BATCH = 500
+COLLECT_BATCH = 2000
 
 
 class BrokerEpoch:
@@ -47,7 +52,12 @@ class BrokerEpoch:
 
 class Dispatcher:
     def __init__(self, app: Celery, ledger: Ledger, epoch: BrokerEpoch, chain_id: int,
-                 contract: str, locality: bool = True, max_attempts: int = 3) -> None:
+                 contract: str, locality: bool = True, max_attempts: int = 3,
+                 trusted_nodes: frozenset[str] = frozenset()) -> None:
+        self._trusted_nodes = trusted_nodes  # node-key addresses whose results count; none: no result
+        if not trusted_nodes:
+            log.error("no node addresses registered (COD_NODE_ADDRESSES): every result will be "
+                      "refused; register each worker's address (it logs it at start)")
         self._app = app
         self._max_attempts = max_attempts
         self._locality = locality
@@ -59,36 +69,46 @@ class Dispatcher:
         self._epoch = epoch
         self._chain_id = chain_id
         self._contract = contract
-        self._started: dict[str, float] = {}  # task id → when we first saw it started
         self._waiting: dict[str, str] = {}  # job key → reason last recorded
+        self._collect_after = 0  # collect pages through dispatched jobs, DISPATCH_BATCH at a time
 
     def dispatch_pending(self) -> int:
-        """Send every job in `requested` to the executors; a spec that fails validation is
-        rejected here, without using a compute node."""
-        jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.REQUESTED, limit=500)
+        """Send due jobs in `requested` to the executors, fairly across requesters; a spec that
+        fails validation is rejected here, without using a compute node. A job no live node can
+        serve waits (out of the window for `WAIT_RECHECK_S`), so it never holds back the rest."""
+        jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.REQUESTED,
+                                    limit=DISPATCH_BATCH, fair=True)
         if not jobs:
             return 0
         epoch = self._epoch.current()
         nodes = self._nodes.live()  # once per batch, not once per job
-        for job in jobs:
-            try:
-                spec = parse_spec(job.spec)
-            except SpecError as exc:
-                self._ledger.update(job, "rejected", str(exc), state=JobState.REJECTED,
-                                    reason=str(exc))
-                continue
-            wait = waiting_for(spec, nodes, time.time() - job.created_at)
-            if wait is not None:
-                if wait.expired:
-                    self._ledger.update(job, "rejected", wait.reason, state=JobState.REJECTED,
-                                        reason=wait.reason)
-                elif self._waiting.get(job.key) != wait.reason:
-                    self._ledger.update(job, "waiting", wait.reason)
-                    self._waiting[job.key] = wait.reason
-                continue
-            self._waiting.pop(job.key, None)
-            self.send(job, epoch, nodes=nodes)
-        return len(jobs)
+        return each_job(self._ledger, jobs, "dispatching",
+                        lambda job: self._dispatch_one(job, epoch, nodes), self.reject)
+
+    def _dispatch_one(self, job: Job, epoch: str, nodes: list[NodeInfo]) -> None:
+        try:
+            spec = parse_spec(job.spec)
+        except SpecError as exc:
+            self.reject(job, str(exc))
+            return
+        wait = waiting_for(spec, nodes, time.time() - job.created_at)
+        if wait is not None:
+            if wait.expired:
+                self._waiting.pop(job.key, None)
+                self.reject(job, wait.reason)
+                return
+            if self._waiting.get(job.key) != wait.reason:
+                self._ledger.update(job, "waiting", wait.reason)
+                self._waiting[job.key] = wait.reason
+            self._ledger.defer(job, WAIT_RECHECK_S)
+            return
+        self._waiting.pop(job.key, None)
+        self.send(job, epoch, nodes=nodes)
+
+    def reject(self, job: Job, reason: str) -> None:
+        """The job cannot be run: it goes to the submitter, which fails it on-chain with `reason`."""
+        self._ledger.update(job, "rejected", reason, state=JobState.REJECTED, reason=reason[:1000],
+                            not_before=0.0)
 
     def send(self, job: Job, epoch: str, near_data: bool = True,
              nodes: list[NodeInfo] | None = None) -> None:
@@ -123,50 +143,70 @@ class Dispatcher:
         return place(spec, nodes, self._data.holdings([n.node_id for n in nodes]))
 
     def collect(self) -> int:
-        """Move jobs whose task finished to `executed` (or `rejected`); returns how many."""
-        done = 0
-        for job in self._ledger.jobs_in(self._chain_id, self._contract, JobState.DISPATCHED,
-                                        limit=2000):
-            assert job.task_id is not None
-            result = AsyncResult(job.task_id, app=self._app)
-            state = result.state
-            if state == "STARTED":
-                self._note_started(job, result)
-                continue
-            if state == "SUCCESS":
-                self._note_started(job, result)
-                self._record(job, JobOutcome(**result.result))
-            elif state == "FAILURE":
-                # the task crashed (not the job: a job's own problems come back as outcomes):
-                # run it again, on whichever node, up to max_attempts, then fail it on-chain
-                reason = f"executor error: {type(result.result).__name__}: {result.result}"
-                self._ledger.finish_attempt(job.task_id, error=reason[:1000])
+        """Move jobs whose task finished to `executed` (or `rejected`); returns how many.
+        Pages through the dispatched jobs, so a large backlog is looked at in turn, not only its
+        oldest part."""
+        jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.DISPATCHED,
+                                    limit=COLLECT_BATCH, after_job_id=self._collect_after)
+        self._collect_after = jobs[-1].job_id if len(jobs) == COLLECT_BATCH else 0
+        done = [0]
+
+        def collect_one(job: Job) -> None:
+            done[0] += self._collect_one(job)
+
+        each_job(self._ledger, jobs, "collecting", collect_one, self.reject)
+        return done[0]
+
+    def _collect_one(self, job: Job) -> bool:
+        assert job.task_id is not None
+        result = AsyncResult(job.task_id, app=self._app)
+        state = result.state
+        if state == "STARTED":
+            self._note_started(job, result)
+            return False
+        if state == "SUCCESS":
+            self._note_started(job, result)
+            # anyone with Redis access can write a result: only a registered node's signature,
+            # bound to this task id and the job's spec, makes it count (executor.attestation)
+            verdict = check_outcome(job.task_id, result.result, self._trusted_nodes, spec=job.spec)
+            why = verdict.reason
+            if not why and verdict.fields.get("status") == "superseded":  # a mark we never set
+                why = "the node skipped it as superseded, but this task was not re-routed"
+            if not why:
+                self._ledger.add_event(job, "attested", f"signed by node key {verdict.signer}")
+                self._record(job, JobOutcome(**verdict.fields))
+            else:
+                log.warning("job %s: untrusted result for %s: %s", job.key, job.task_id, why)
+                self._ledger.finish_attempt(job.task_id, error=f"untrusted result: {why}"[:1000])
                 if job.attempts < self._max_attempts:
-                    self._ledger.add_event(job, "executor-error", reason[:500])
+                    self._ledger.add_event(job, "untrusted-result", why[:500])
                     self.send(job, self._epoch.current(), near_data=False)
                 else:
-                    self._ledger.update(job, "rejected", reason, state=JobState.REJECTED,
-                                        reason=reason[:500])
+                    self.reject(job, "no result signed by a registered node")
+        elif state == "FAILURE":
+            # the task crashed (not the job: a job's own problems come back as outcomes):
+            # run it again, on whichever node, up to max_attempts, then fail it on-chain
+            reason = f"executor error: {type(result.result).__name__}: {result.result}"
+            self._ledger.finish_attempt(job.task_id, error=reason[:1000])
+            if job.attempts < self._max_attempts:
+                self._ledger.add_event(job, "executor-error", reason[:500])
+                self.send(job, self._epoch.current(), near_data=False)
             else:
-                continue
-            self._started.pop(job.task_id, None)
-            result.forget()
-            done += 1
-        return done
-
-    def started_at(self, task_id: str) -> float | None:
-        return self._started.get(task_id)
+                self.reject(job, reason[:500])
+        else:
+            return False
+        result.forget()
+        return True
 
     def _note_started(self, job: Job, result: AsyncResult) -> None:
-        assert job.task_id is not None
-        if job.task_id in self._started:
+        """The current attempt's start, kept in the ledger (it survives a bridge restart)."""
+        if job.started_at is not None:
             return
-        self._started[job.task_id] = time.time()
         info = result.info if isinstance(result.info, dict) else {}
-        host = str(info.get("hostname", "a worker"))
+        host = str(info.get("hostname", "a worker"))[:200]
         if job.dispatched_at:
             metrics.QUEUE_LATENCY.observe(max(0.0, time.time() - job.dispatched_at))
-        self._ledger.update(job, "running", f"on {host}", node=host)
+        self._ledger.update(job, "running", f"on {host}", node=host, started_at=time.time())
 
     def _record(self, job: Job, outcome: JobOutcome) -> None:
         assert job.task_id is not None

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from bridge.devimages import BUSYBOX_IMAGE
 from executor.spec import InputSource, JobSpec, OutputPath, Resources, parse_spec
 
-CID_MARK = "CIDPLACEHOLDER0000"  # stands for a CID while rendering; must pass the spec's CID check
+# A real CID (the identity CID of "cod-cid-placeholder") that stands for one while rendering.
+CID_MARK = "bafkqae3dn5sc2y3jmqwxa3dbmnswq33mmrsxe"
 MAX_INPUTS = 16  # FanOutConsumer.MAX_INPUTS
-_SAMPLE_CID = "bafyexamplecid0000"
+_SAMPLE_CID = "bafkreidvkskpsgfvnp5qdoeschlih3sd4xx2apdawiyjrawhrf4f46njoi"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ labels, meta) are dropped with a note.
 
 Template variables work like Bacalhau's `--template-vars`: `{{.name}}` in the file's text is
 replaced before parsing; an unknown name is an error.
+
+Total over any text: the answer is a draft or a JobFileError (then `finish`: a spec or a
+SpecError). A file is bounded before it is translated (size, nodes — YAML aliases count at every
+use, so an alias bomb is refused —, depth), and values of the wrong type name their field.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ _INFO_JOB_KEYS = {"Name", "Namespace", "Priority", "Meta", "Labels", "ID", "Vers
                   "CreateTime", "ModifyTime", "State"}
 _TASK_KEYS = {"Name", "Engine", "Publisher", "Env", "Meta", "InputSources", "ResultPaths",
               "Resources", "Network", "Timeouts"}
+MAX_FILE_CHARS = 1024 * 1024
+# libyaml's parser when PyYAML has it: 30-1000x faster on hostile input ("[" * 6000 takes 3.5 s
+# in the pure-Python one, 1 ms in libyaml, which also caps nesting); same safe constructor
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_NODES = 10_000  # values in the document, an alias counted at each use
+MAX_DEPTH = 32
 
 
 class JobFileError(ValueError):
@@ -45,8 +55,9 @@ class JobDraft:
 
     def local_inputs(self) -> list[int]:
         """Indexes of inputs whose source is a local path (not ipfs:// nor http(s)://)."""
-        return [i for i, item in enumerate(self.fields.get("inputs", []))
-                if isinstance(item, dict) and not _is_uri(str(item.get("source", "")))]
+        inputs = self.fields.get("inputs", [])
+        return [i for i, item in enumerate(inputs if isinstance(inputs, list) else [])
+                if isinstance(item, dict) and not _is_uri(_str(item.get("source", "")))]
 
 
 def render_template(text: str, variables: Mapping[str, str]) -> str:
@@ -82,25 +93,58 @@ def parse_template_vars(pairs: list[str], env_pattern: str | None = None) -> dic
 def parse_job_document(text: str, variables: Mapping[str, str] | None = None) -> JobDraft:
     """Parse a job file's text (JSON or YAML; ours or Bacalhau's) into a draft."""
     text = render_template(text, variables or {})
+    if len(text) > MAX_FILE_CHARS:
+        raise JobFileError(f"a job file is at most {MAX_FILE_CHARS // 1024} KiB")
     try:
-        document = yaml.safe_load(text)  # JSON is YAML
+        document = yaml.load(text, Loader=_LOADER)  # a safe loader; JSON is YAML
     except yaml.YAMLError as exc:
-        raise JobFileError(f"not valid YAML or JSON: {exc}".splitlines()[0]) from exc
+        raise JobFileError(f"not valid YAML or JSON: {_str(exc)}".splitlines()[0]) from exc
+    except RecursionError:
+        raise JobFileError(f"not valid YAML or JSON: nested too deeply (at most {MAX_DEPTH} "
+                           "levels)") from None
+    except Exception as exc:  # PyYAML's constructors raise ValueError (a 4,300+ digit integer,
+        # 2020-13-45), AttributeError (`!!timestamp x`), …: all mean the text is not a document
+        raise JobFileError(f"not valid YAML or JSON: {type(exc).__name__}: "
+                           f"{_str(exc)[:200]}") from None
     if not isinstance(document, dict):
         raise JobFileError("a job file must hold a mapping (our spec or a Bacalhau job)")
+    _check_bounds(document)
     if "Job" in document and isinstance(document["Job"], dict) and len(document) == 1:
         document = document["Job"]  # the body of Bacalhau's PUT /api/v1/orchestrator/jobs
     if "APIVersion" in document or "Spec" in document:
         raise JobFileError("this is a Bacalhau v0 (APIVersion/Spec) job: cod reads v1 jobs "
                            "(Type, Tasks) — migrate it with Bacalhau's v1 format")
-    if any(key[:1].isupper() for key in document):
+    if any(_str(key)[:1].isupper() for key in document):
         return translate_bacalhau(document)
     return JobDraft(fields=document, kind="cod")
 
 
 def finish(draft: JobDraft) -> JobSpec:
     """Validate a draft whose local inputs have been resolved; SpecError names the field."""
-    return parse_spec(json.dumps(draft.fields))
+    try:
+        text = json.dumps(draft.fields)
+    except (TypeError, ValueError, RecursionError) as exc:  # dates, !!binary, !!set, 0x… numbers
+        raise JobFileError(f"the job holds a value that is not JSON data: {_str(exc)[:200]} "
+                           "(quote it as a string)") from None
+    return parse_spec(text)
+
+
+def _check_bounds(document: object) -> None:
+    """Refuse a document too large or too deep to translate, before anything walks it."""
+    stack: list[tuple[object, int]] = [(document, 0)]
+    nodes = 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise JobFileError(f"a job file holds at most {MAX_NODES} values (YAML aliases "
+                               "count at each use)")
+        if depth > MAX_DEPTH:
+            raise JobFileError(f"a job file is nested at most {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack += [(item, depth + 1) for pair in value.items() for item in pair]
+        elif isinstance(value, list | tuple | set):
+            stack += [(item, depth + 1) for item in value]
 
 
 def _is_uri(source: str) -> bool:
@@ -113,13 +157,14 @@ def translate_bacalhau(job: Mapping[str, Any]) -> JobDraft:
     """Translate a Bacalhau v1 job (`Type: batch`, one task) into cod spec fields."""
     notes: list[str] = []
     _refuse_unknown(job, _JOB_KEYS, "job")
-    job_type = str(job.get("Type", "batch")).lower()
+    job_type = _str(job.get("Type", "batch")).lower()
     if job_type != "batch":
-        raise JobFileError(f"Type: {job['Type']}: cod runs batch jobs only (each job runs once, "
-                           "on one node)")
+        raise JobFileError(f"Type: {_plain(job['Type'])}: cod runs batch jobs only (each job runs "
+                           "once, on one node)")
     count = job.get("Count", 1)
     if count not in (1, None):
-        raise JobFileError(f"Count: {count}: a cod job runs once; request {count} jobs instead")
+        raise JobFileError(f"Count: {_plain(count)}: a cod job runs once; request "
+                           f"{_plain(count)} jobs instead")
     if job.get("Constraints"):
         raise JobFileError("Constraints: cod picks nodes by inputs and resources; node "
                            "constraints are not supported (remove them)")
@@ -137,18 +182,19 @@ def translate_bacalhau(job: Mapping[str, Any]) -> JobDraft:
     fields = _engine(_mapping(task.get("Engine"), "Tasks[0].Engine"))
     env = dict(fields.pop("env", {}))
     for name, value in _mapping(task.get("Env") or {}, "Tasks[0].Env").items():
-        env[str(name)] = str(value)
+        env[_str(name)] = _str(value)
     if env:
         fields["env"] = env
     inputs = [_input(item, f"Tasks[0].InputSources[{i}]")
-              for i, item in enumerate(task.get("InputSources") or [])]
+              for i, item in enumerate(_list(task.get("InputSources"), "Tasks[0].InputSources"))]
     if inputs:
         fields["inputs"] = fields.get("inputs", []) + inputs
     if task.get("ResultPaths"):
         fields["outputs"] = [
-            {"name": _get(item, "Name", f"Tasks[0].ResultPaths[{i}]"),
+            {"name": _get(_mapping(item, f"Tasks[0].ResultPaths[{i}]"), "Name",
+                          f"Tasks[0].ResultPaths[{i}]"),
              "path": _get(item, "Path", f"Tasks[0].ResultPaths[{i}]")}
-            for i, item in enumerate(task["ResultPaths"])
+            for i, item in enumerate(_list(task["ResultPaths"], "Tasks[0].ResultPaths"))
         ]
     if task.get("Resources"):
         fields["resources"] = _resources(_mapping(task["Resources"], "Tasks[0].Resources"))
@@ -160,31 +206,33 @@ def translate_bacalhau(job: Mapping[str, Any]) -> JobDraft:
             fields["timeout"] = timeout
     publisher = task.get("Publisher")
     if publisher:
-        kind = str(_mapping(publisher, "Tasks[0].Publisher").get("Type", "")).lower()
+        kind = _str(_mapping(publisher, "Tasks[0].Publisher").get("Type", "")).lower()
         if kind in ("local", "noop"):
-            notes.append(f"Publisher {publisher.get('Type')}: results are published to IPFS "
-                         "(fetch them with cod job get)")
+            notes.append(f"Publisher {_plain(publisher.get('Type'))}: results are published to "
+                         "IPFS (fetch them with cod job get)")
         elif kind not in ("ipfs", ""):
-            raise JobFileError(f"Tasks[0].Publisher.Type: {publisher.get('Type')}: cod always "
-                               "publishes results to IPFS (use Type: ipfs or remove Publisher)")
+            raise JobFileError(f"Tasks[0].Publisher.Type: {_plain(publisher.get('Type'))}: cod "
+                               "always publishes results to IPFS (use Type: ipfs or remove "
+                               "Publisher)")
     return JobDraft(fields=fields, kind="bacalhau", notes=notes)
 
 
 def _engine(engine: Mapping[str, Any]) -> dict[str, Any]:
-    kind = str(engine.get("Type", "")).lower()
+    kind = _str(engine.get("Type", "")).lower()
     params = _mapping(engine.get("Params") or {}, "Tasks[0].Engine.Params")
     env = _env_list(params.get("EnvironmentVariables") or [])
+    where = "Tasks[0].Engine.Params"
     if kind == "docker":
         fields: dict[str, Any] = {
             "engine": "docker",
             "image": _get(params, "Image", "Tasks[0].Engine.Params"),
         }
-        entrypoint = [str(x) for x in params.get("Entrypoint") or []]
-        parameters = [str(x) for x in params.get("Parameters") or []]
+        entrypoint = [_str(x) for x in _list(params.get("Entrypoint"), f"{where}.Entrypoint")]
+        parameters = [_str(x) for x in _list(params.get("Parameters"), f"{where}.Parameters")]
         if entrypoint or parameters:
             fields["entrypoint"] = entrypoint + parameters
         if params.get("WorkingDirectory"):
-            fields["workdir"] = str(params["WorkingDirectory"])
+            fields["workdir"] = _str(params["WorkingDirectory"])
     elif kind == "wasm":
         module = _input(_mapping(params.get("EntryModule"), "Tasks[0].Engine.Params.EntryModule"),
                         "Tasks[0].Engine.Params.EntryModule", need_target=False)
@@ -193,14 +241,15 @@ def _engine(engine: Mapping[str, Any]) -> dict[str, Any]:
                                "module; import modules are not supported")
         entry = params.get("Entrypoint") or "_start"
         if entry != "_start":
-            raise JobFileError(f"Tasks[0].Engine.Params.Entrypoint: {entry}: cod calls the "
-                               "module's _start (WASI command) only")
+            raise JobFileError(f"Tasks[0].Engine.Params.Entrypoint: {_plain(entry)}: cod calls "
+                               "the module's _start (WASI command) only")
         fields = {"engine": "wasm", "image": module["source"]}
-        parameters = [str(x) for x in params.get("Parameters") or []]
+        parameters = [_str(x) for x in _list(params.get("Parameters"), f"{where}.Parameters")]
         if parameters:
             fields["entrypoint"] = parameters
     else:
-        raise JobFileError(f"Tasks[0].Engine.Type: {engine.get('Type')!r}: cod runs docker or wasm")
+        raise JobFileError(f"Tasks[0].Engine.Type: {_show(engine.get('Type'))}: cod runs docker "
+                           "or wasm")
     if env:
         fields["env"] = env
     return fields
@@ -209,55 +258,55 @@ def _engine(engine: Mapping[str, Any]) -> dict[str, Any]:
 def _input(item: Any, where: str, need_target: bool = True) -> dict[str, str]:
     item = _mapping(item, where)
     source = _mapping(item.get("Source"), f"{where}.Source")
-    kind = str(source.get("Type", ""))
+    kind = _str(source.get("Type", ""))
     params = _mapping(source.get("Params") or {}, f"{where}.Source.Params")
     if kind.lower() == "ipfs":
-        uri = f"ipfs://{_get(params, 'CID', f'{where}.Source.Params')}"
+        uri = f"ipfs://{_str(_get(params, 'CID', f'{where}.Source.Params'))}"
         if params.get("Path"):
-            uri += "/" + str(params["Path"]).lstrip("/")
+            uri += "/" + _str(params["Path"]).lstrip("/")
     elif kind.lower() == "urldownload":
-        uri = str(_get(params, "URL", f"{where}.Source.Params"))
+        uri = _str(_get(params, "URL", f"{where}.Source.Params"))
     else:
-        raise JobFileError(f"{where}.Source.Type: {kind!r}: cod fetches ipfs and urlDownload "
-                           "inputs (add local data to IPFS and use its CID)")
+        raise JobFileError(f"{where}.Source.Type: {_show(kind)}: cod fetches ipfs and "
+                           "urlDownload inputs (add local data to IPFS and use its CID)")
     target = item.get("Target")
     if need_target and not target:
         raise JobFileError(f"{where}.Target is required (where to mount the input)")
-    return {"source": uri, "target": str(target or "/")}
+    return {"source": uri, "target": _str(target or "/")}
 
 
 def _resources(resources: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if resources.get("CPU") not in (None, ""):
-        text = str(resources["CPU"]).strip()
+        text = _str(resources["CPU"]).strip()
         try:
             out["cpu"] = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
         except ValueError:
-            raise JobFileError(f"Tasks[0].Resources.CPU: {text!r} is not a CPU amount "
+            raise JobFileError(f"Tasks[0].Resources.CPU: {_show(text)} is not a CPU amount "
                                "(e.g. 0.5, 500m, 2)") from None
     for key in ("Memory", "Disk"):
         if resources.get(key) not in (None, ""):
-            out[key.lower()] = str(resources[key]).replace(" ", "")
+            out[key.lower()] = _str(resources[key]).replace(" ", "")
     if resources.get("GPU") not in (None, ""):
         try:
-            out["gpu"] = int(str(resources["GPU"]))
+            out["gpu"] = int(_str(resources["GPU"]))
         except ValueError:
-            raise JobFileError(f"Tasks[0].Resources.GPU: {resources['GPU']!r} is not a "
+            raise JobFileError(f"Tasks[0].Resources.GPU: {_show(resources['GPU'])} is not a "
                                "whole number") from None
-    unknown = set(resources) - {"CPU", "Memory", "Disk", "GPU"}
+    unknown = {_str(key) for key in resources} - {"CPU", "Memory", "Disk", "GPU"}
     if unknown:
         raise JobFileError(f"Tasks[0].Resources: unsupported {', '.join(sorted(unknown))}")
     return out
 
 
 def _network(network: Mapping[str, Any]) -> str:
-    kind = str(network.get("Type", "None")).lower()
+    kind = _str(network.get("Type", "None")).lower()
     if network.get("Domains"):
         raise JobFileError("Tasks[0].Network.Domains: cod has no per-domain network filter; "
                            "use Type: Full or None")
     if kind not in ("none", "full"):
-        raise JobFileError(f"Tasks[0].Network.Type: {network.get('Type')}: cod supports None "
-                           "and Full")
+        raise JobFileError(f"Tasks[0].Network.Type: {_plain(network.get('Type'))}: cod supports "
+                           "None and Full")
     return kind
 
 
@@ -269,18 +318,19 @@ def _timeouts(timeouts: Mapping[str, Any], notes: list[str]) -> int | None:
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
-        raise JobFileError(f"Tasks[0].Timeouts: {value!r} is not a number of seconds") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: .inf
+        raise JobFileError(f"Tasks[0].Timeouts: {_show(value)} is not a number of "
+                           "seconds") from None
 
 
 def _env_list(items: Any) -> dict[str, str]:
     if isinstance(items, dict):
-        return {str(k): str(v) for k, v in items.items()}
+        return {_str(k): _str(v) for k, v in items.items()}
     env = {}
-    for item in items:
-        name, sep, value = str(item).partition("=")
+    for item in _list(items, "EnvironmentVariables"):
+        name, sep, value = _str(item).partition("=")
         if not sep:
-            raise JobFileError(f"EnvironmentVariables: {item!r} is not NAME=value")
+            raise JobFileError(f"EnvironmentVariables: {_show(item)} is not NAME=value")
         env[name] = value
     return env
 
@@ -291,6 +341,39 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
+def _list(value: Any, where: str) -> list[Any]:
+    """A list field: absent is empty, anything else than a list is an error naming the field."""
+    if value is None or value == "":
+        return []
+    if not isinstance(value, list):
+        raise JobFileError(f"{where} must be a list")
+    return value
+
+
+def _str(value: Any) -> str:
+    """`str` of a parsed value; a YAML number too long to print (0x… beyond 4,300 digits) is
+    named instead of raising."""
+    try:
+        return str(value)
+    except ValueError:
+        return "<a number too long to print>"
+
+
+def _plain(value: Any) -> str:
+    """A parsed value in a message as written (no quotes), cut to 80 characters."""
+    text = _str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _show(value: Any) -> str:
+    """A parsed value quoted in a message: its repr, cut to 80 characters."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = "<a number too long to print>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _get(mapping: Mapping[str, Any], key: str, where: str) -> Any:
     if mapping.get(key) in (None, ""):
         raise JobFileError(f"{where}.{key} is required")
@@ -298,7 +381,7 @@ def _get(mapping: Mapping[str, Any], key: str, where: str) -> Any:
 
 
 def _refuse_unknown(mapping: Mapping[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(mapping) - known)
+    unknown = sorted({_str(key) for key in mapping} - known)
     if unknown:
         raise JobFileError(f"{where}: unknown field(s) {', '.join(unknown)} "
                            "(not part of a Bacalhau v1 job, or not supported by cod)")

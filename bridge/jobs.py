@@ -123,11 +123,13 @@ class JobClient:
     def request(self, spec: JobSpec, fee_wei: int | None = None, consumer: str = ZERO_ADDRESS,
                 callback_gas: int = 0) -> Requested:
         text = validate_spec(spec)
-        minimum = self.min_fee()
+        # the minimum, plus the callback's gas at the contract's price when there is a consumer
+        minimum = int(self.manager.functions.quoteFee(Web3.to_checksum_address(consumer),
+                                                      callback_gas).call())
         fee = minimum if fee_wei is None else fee_wei
         if fee < minimum:
             raise RequestRefused(f"fee {fee} wei is below the JobManager's minimum of {minimum} "
-                                 f"wei: pass --fee {minimum} or more")
+                                 f"wei for this request: pass --fee {minimum} or more")
         if bool(self.manager.functions.paused().call()):
             raise RequestRefused("the JobManager is paused: no new jobs are accepted")
         sender = self.sender  # may raise: no key

@@ -46,9 +46,11 @@ class JobState(StrEnum):
     FAILED = "failed"  # failJob confirmed
     CLOSED = "closed"  # the chain ended it without us (cancelled, or fulfilled by another oracle)
     REORGED = "reorged"  # its request vanished in a chain reorganisation
+    ABANDONED = "abandoned"  # no transaction could settle it: the requester cancels after the deadline
 
 
-TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CLOSED, JobState.REORGED})
+TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CLOSED, JobState.REORGED,
+                       JobState.ABANDONED})
 IN_FLIGHT = frozenset({JobState.REQUESTED, JobState.DISPATCHED, JobState.EXECUTED,
                        JobState.REJECTED, JobState.SUBMITTING})
 
@@ -115,6 +117,11 @@ class Job(Base):
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[float] = mapped_column()
     updated_at: Mapped[float] = mapped_column()
+    callback_gas_limit: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_hash: Mapped[str | None] = mapped_column(String(66))  # binds a settlement to this request
+    started_at: Mapped[float | None] = mapped_column()  # when the current attempt started on a node
+    errors: Mapped[int] = mapped_column(Integer, default=0)  # unexpected errors handling this job
+    not_before: Mapped[float] = mapped_column(default=0.0)  # no step looks at the job before then
 
     @property
     def key(self) -> str:
@@ -168,6 +175,9 @@ class Transaction(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column()
     updated_at: Mapped[float] = mapped_column()
+    max_cost: Mapped[str | None] = mapped_column(String(80))  # wei the job pays: gas × fee stays below
+    not_before: Mapped[float] = mapped_column(default=0.0)  # retry after a transient RPC error
+    tries: Mapped[int] = mapped_column(Integer, default=0)  # transient errors building it
 
     def hashes(self) -> list[str]:
         return [h for h in self.all_hashes.split(",") if h]
@@ -204,6 +214,9 @@ class NewJob:
     block_hash: str
     tx_hash: str
     log_index: int
+    callback_gas_limit: int = 0
+    request_hash: str | None = None
+    reason: str | None = None  # set: the request is failed as it stands (e.g. a spec that is not UTF-8)
 
 
 RECENT_BLOCKS_KEPT = 2048
@@ -251,6 +264,7 @@ class Ledger:
                         existing.block_number, existing.block_hash = (job.block_number,
                                                                       job.block_hash)
                         existing.deadline = job.deadline
+                        existing.request_hash = job.request_hash
                         existing.updated_at = now
                         _add_event(s, chain_id, contract, job.job_id, "re-included",
                                    f"block {job.block_number}")
@@ -263,12 +277,16 @@ class Ledger:
                     fee_wei=str(job.fee_wei), deadline=job.deadline,
                     block_number=job.block_number, block_hash=job.block_hash,
                     tx_hash=job.tx_hash, log_index=job.log_index,
-                    state=JobState.REQUESTED, attempts=0, submit_attempts=0,
-                    created_at=now, updated_at=now,
+                    state=JobState.REJECTED if job.reason else JobState.REQUESTED,
+                    reason=job.reason, attempts=0, submit_attempts=0,
+                    callback_gas_limit=job.callback_gas_limit, request_hash=job.request_hash,
+                    errors=0, not_before=0.0, created_at=now, updated_at=now,
                 ))
                 s.flush()
                 _add_event(s, chain_id, contract, job.job_id, "requested",
                            f"block {job.block_number} tx {job.tx_hash}")
+                if job.reason:
+                    _add_event(s, chain_id, contract, job.job_id, "rejected", job.reason)
                 new += 1
             for number, block_hash in blocks.items():
                 s.merge(SeenBlock(chain_id=chain_id, contract=contract, block_number=number,
@@ -320,14 +338,38 @@ class Ledger:
             return jobs
 
     # -- jobs -----------------------------------------------------------------------------------------
-    def jobs_in(self, chain_id: int, contract: str, *states: JobState, limit: int = 100
-                ) -> list[Job]:
+    def jobs_in(self, chain_id: int, contract: str, *states: JobState, limit: int = 100,
+                fair: bool = False, after_job_id: int = 0) -> list[Job]:
+        """Jobs in `states` that are due (`not_before` passed), oldest first.
+
+        `fair`: interleaved across requesters (each requester's oldest job, then each one's
+        second, …), so one requester's backlog cannot fill the window and starve the others.
+        `after_job_id`: start after that id (a cursor for steps that page through all jobs)."""
+        where = [Job.chain_id == chain_id, Job.contract == contract.lower(),
+                 Job.state.in_([str(x) for x in states]), Job.not_before <= time.time(),
+                 Job.job_id > after_job_id]
         with self.session() as s:
-            query = (select(Job)
-                     .where(Job.chain_id == chain_id, Job.contract == contract.lower(),
-                            Job.state.in_([str(x) for x in states]))
-                     .order_by(Job.job_id).limit(limit))
+            if not fair:
+                return list(s.scalars(select(Job).where(*where).order_by(Job.job_id).limit(limit)))
+            rank = func.row_number().over(partition_by=Job.requester, order_by=Job.job_id)
+            ranked = select(Job.job_id.label("id"), rank.label("rank")).where(*where).subquery()
+            query = (select(Job).join(ranked, Job.job_id == ranked.c.id)
+                     .where(Job.chain_id == chain_id, Job.contract == contract.lower())
+                     .order_by(ranked.c.rank, Job.job_id).limit(limit))
             return list(s.scalars(query))
+
+    def defer(self, job: Job, seconds: float) -> None:
+        """Leave the job out of every step's window for `seconds` (it is waiting for something)."""
+        self.update(job, not_before=time.time() + seconds)
+
+    def note_error(self, job: Job, step: str, error: str, max_errors: int) -> bool:
+        """Record an unexpected error while `step` handled the job, and back it off (1 s, 2 s,
+        4 s, … capped at 5 min). Returns True when the job has now had `max_errors` and is to be
+        given up on by the caller."""
+        errors = job.errors + 1
+        self.update(job, "error", f"{step}: {error}"[:500], errors=errors,
+                    not_before=time.time() + min(2.0 ** (errors - 1), 300.0))
+        return errors >= max_errors
 
     def count_by_state(self, chain_id: int, contract: str) -> dict[str, int]:
         with self.session() as s:
@@ -388,7 +430,7 @@ class Ledger:
             assert stored is not None
             fields = {"state": JobState.DISPATCHED, "task_id": task_id, "attempts": attempt,
                       "broker_epoch": epoch, "dispatched_at": now, "updated_at": now,
-                      "routed_node": routed_node}
+                      "routed_node": routed_node, "started_at": None}
             for name, value in fields.items():
                 setattr(stored, name, value)
                 setattr(job, name, value)
@@ -409,6 +451,33 @@ class Ledger:
             return list(s.scalars(select(Attempt).where(
                 Attempt.chain_id == chain_id, Attempt.contract == contract.lower(),
                 Attempt.job_id == job_id).order_by(Attempt.id)))
+
+    def jobs_page(self, chain_id: int, contract: str, *, limit: int, before_job_id: int | None = None,
+                  states: Sequence[str] | None = None, after_job_id: int | None = None,
+                  requester: str | None = None, min_block: int | None = None, offset: int = 0
+                  ) -> tuple[list[Job], int]:
+        """One page of jobs for the read side (`/jobs`, `cod job list`), and how many match.
+
+        Newest first below `before_job_id` (a cursor: the last id of the previous page), or
+        oldest first above `after_job_id`. One indexed query whatever the size of the table."""
+        where = [Job.chain_id == chain_id, Job.contract == contract.lower()]
+        if states is not None:
+            where.append(Job.state.in_([str(x) for x in states]))
+        if requester is not None:
+            where.append(func.lower(Job.requester) == requester.lower())
+        if min_block is not None:
+            where.append(Job.block_number >= min_block)
+        bounded = list(where)
+        if before_job_id is not None:
+            bounded.append(Job.job_id < before_job_id)
+        if after_job_id is not None:
+            bounded.append(Job.job_id > after_job_id)
+        order = Job.job_id.asc() if after_job_id is not None else Job.job_id.desc()
+        with self.session() as s:
+            rows = list(s.scalars(select(Job).where(*bounded).order_by(order)
+                                  .offset(offset).limit(limit)))
+            total = int(s.scalar(select(func.count()).select_from(Job).where(*where)) or 0)
+        return rows, total
 
 
 def upgrade(engine: Engine) -> None:

@@ -9,6 +9,10 @@
   With `confirmations` at least the chain's reorg depth this never happens; when it does, it is a
   critical alarm (log + metric), not a silent fix.
 - `eth_getLogs` ranges start at `chunk_blocks` and halve when the RPC refuses a range.
+- Logs are fetched raw and decoded one by one (`bridge.events`): a request whose bytes do not decode
+  is recorded and failed on-chain with the reason, and never stops the range.
+- A range and its end block's hash are one consistent read: the hash is read before and after the
+  logs, and the range is read again if a reorg moved it in between.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from web3.contract import Contract
 from web3.exceptions import Web3RPCError
 
 from bridge import metrics
+from bridge.events import RequestDecoder, UndecodableRequest
 from bridge.ledger import Job, Ledger, NewJob
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ class Listener:
         self._chunk = chunk_blocks
         self._max_chunk = chunk_blocks
         self._on_reorged = on_reorged
+        self._decoder = RequestDecoder.from_abi(contract.abi)
         self.chain_id = w3.eth.chain_id
         self.address = str(contract.address)
 
@@ -54,7 +60,7 @@ class Listener:
         while start <= safe_head:
             end = min(start + self._chunk - 1, safe_head)
             try:
-                logs = self._contract.events.JobRequested.get_logs(from_block=start, to_block=end)
+                jobs, blocks = self._read_range(start, end)
             except (Web3RPCError, ValueError) as exc:
                 if end == start or self._chunk <= MIN_CHUNK:
                     raise
@@ -62,22 +68,8 @@ class Listener:
                 log.info("eth_getLogs refused %d blocks (%s); trying %d", end - start + 1, exc,
                          self._chunk)
                 continue
-            blocks = self._block_hashes(end, logs)
-            jobs = [
-                NewJob(
-                    job_id=int(entry["args"]["jobId"]),
-                    requester=str(entry["args"]["requester"]),
-                    consumer=str(entry["args"]["consumer"]),
-                    spec=str(entry["args"]["spec"]),
-                    fee_wei=int(entry["args"]["fee"]),
-                    deadline=int(entry["args"]["deadline"]),
-                    block_number=int(entry["blockNumber"]),
-                    block_hash=Web3.to_hex(entry["blockHash"]),
-                    tx_hash=Web3.to_hex(entry["transactionHash"]),
-                    log_index=int(entry["logIndex"]),
-                )
-                for entry in logs
-            ]
+            if jobs is None:
+                continue  # the range moved under a reorg while it was read: read it again
             added = self._ledger.record_block_range(self.chain_id, self.address, jobs, blocks,
                                                     end)
             if added:
@@ -89,12 +81,29 @@ class Listener:
         metrics.LISTENER_LAG.set(max(0, safe_head - (start - 1)))
         return new
 
-    def _block_hashes(self, end: int, logs: list[object]) -> dict[int, str]:
-        """Hashes to remember: the range's last block, and each block that holds a request."""
-        blocks: dict[int, str] = {end: Web3.to_hex(self._w3.eth.get_block(end)["hash"])}
-        for entry in logs:
-            blocks[int(entry["blockNumber"])] = Web3.to_hex(entry["blockHash"])  # type: ignore[index]
-        return blocks
+    def _read_range(self, start: int, end: int) -> tuple[list[NewJob] | None, dict[int, str]]:
+        """The requests in blocks start..end and the hashes to remember (the range's last block
+        and each block holding a request), read consistently; None if a reorg intervened."""
+        end_hash = Web3.to_hex(self._w3.eth.get_block(end)["hash"])
+        raw_logs = self._w3.eth.get_logs({"address": self._contract.address,
+                                          "topics": [Web3.to_hex(self._decoder.topic)],
+                                          "fromBlock": start, "toBlock": end})
+        if Web3.to_hex(self._w3.eth.get_block(end)["hash"]) != end_hash:
+            return None, {}
+        blocks: dict[int, str] = {end: end_hash}
+        jobs: list[NewJob] = []
+        for raw in raw_logs:
+            if raw.get("removed"):
+                continue
+            decoded = self._decoder.decode(raw)
+            if isinstance(decoded, UndecodableRequest):
+                metrics.UNDECODABLE_LOGS.inc()
+                log.error("undecodable JobRequested log in block %d (tx %s, log %d): %s",
+                          decoded.block_number, decoded.tx_hash, decoded.log_index, decoded.reason)
+                continue
+            jobs.append(decoded)
+            blocks[decoded.block_number] = decoded.block_hash
+        return jobs, blocks
 
     def _check_reorg(self) -> None:
         checkpoint = self._ledger.checkpoint(self.chain_id, self.address)

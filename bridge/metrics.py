@@ -16,6 +16,10 @@ SUBMIT_LATENCY = Histogram("cod_submit_latency_seconds", "From outcome known to 
                            buckets=(0.5, 1, 2, 5, 10, 20, 60, 120, 600))
 PENDING_TXS = Gauge("cod_pending_transactions", "Transactions sent and not yet confirmed")
 REDISPATCHED = Counter("cod_redispatched_total", "Jobs dispatched again", ["why"])
+UNDECODABLE_LOGS = Counter("cod_undecodable_logs_total", "JobRequested logs that did not decode")
+JOB_ERRORS = Counter("cod_job_errors_total", "Unexpected errors handling one job", ["step"])
+STEP_ERRORS = Counter("cod_step_errors_total", "Bridge steps that failed as a whole (outages)",
+                      ["step"])
 
 
 def serve(port: int) -> None:

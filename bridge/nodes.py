@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from kombu.connection import Connection
 
+from bridge.redact import redact
 from bridge.views import NodeView
 
 
@@ -21,8 +22,8 @@ def check_broker(broker_url: str) -> None:
         with Connection(broker_url, connect_timeout=2) as connection:  # type: ignore[no-untyped-call]
             connection.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:  # kombu raises the transport's own errors
-        raise BrokerUnavailable(f"no broker at {broker_url}: start Redis or set COD_BROKER_URL"
-                                ) from exc
+        raise BrokerUnavailable(f"no broker at {redact(broker_url)}: start Redis or set "
+                                "COD_BROKER_URL") from exc
 
 
 def list_nodes(broker_url: str, timeout_s: float = 1.0) -> list[NodeView]:

@@ -1,7 +1,9 @@
 """The read side of jobs: on-chain state and events, merged with the bridge's ledger when one is
 configured (`COD_LEDGER_URL`). Works from chain data alone when none is.
 
-The ledger is used read-only, through its own methods (`get`, `timeline`, `all_jobs`).
+The ledger is used read-only, through its own methods (`jobs_page`, `get`, `timeline`). Without
+one, logs are read in bounded windows (`bridge.logscan`): no read scans the whole history, and a
+request whose bytes do not decode is listed as an "undecodable request", never an error.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,17 +19,20 @@ from typing import Any
 from web3 import Web3
 from web3.contract import Contract
 
-from bridge.chain import JobStatus, OnChainJob, connect, job_manager
+from bridge.chain import JobStatus, OnChainJob, connect, job_manager, read_job
 from bridge.config import BridgeSettings
+from bridge.events import UndecodableRequest
 from bridge.jobs import read_existing_job
+from bridge.ledger import IN_FLIGHT, JobState, Ledger, NewJob
 from bridge.ledger import Job as LedgerJob
-from bridge.ledger import Ledger
+from bridge.logscan import DEFAULT_SCAN_BLOCKS, LogScanner, RequestLog
 from bridge.views import STATUSES, JobDetail, JobPage, JobSummary, TimelineEntry, iso
 from executor.spec import SpecError, parse_spec
 
 _DURATION_RE = re.compile(r"^(\d+)\s*([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _TERMINAL = {"JobCompleted": "completed", "JobFailed": "failed", "JobCancelled": "cancelled"}
+MIN_JOB_WINDOW_S = 60  # JobManager.MIN_JOB_WINDOW: a request is at least this long before its deadline
 
 
 def open_ledger(settings: BridgeSettings) -> Ledger | None:
@@ -78,16 +82,47 @@ class Progress:
         return self.job.status != JobStatus.REQUESTED
 
 
+MAX_PAGE = 1000  # jobs per page, at most
+MAX_EXAMINED = 2000  # without a ledger: requests looked at (one getJob each) for one page
+MAX_SPEC_FIELDS_BYTES = 256 * 1024  # larger specs are not parsed for the list's engine/image
+UNDECODABLE = "undecodable request"
+_CURSOR_RE = re.compile(r"^(\d{1,20})?(?:@(\d{1,20}))?$")
+_LEDGER_STATES: dict[str | None, tuple[str, ...] | None] = {
+    None: tuple(s for s in JobState if s != JobState.REORGED),
+    "requested": (*IN_FLIGHT, JobState.ABANDONED),
+    "completed": (JobState.COMPLETED, JobState.CLOSED),
+    "failed": (JobState.FAILED,),
+    "cancelled": (JobState.CLOSED, JobState.ABANDONED),
+}
+_ASK_CHAIN = frozenset({JobState.CLOSED, JobState.ABANDONED})  # the ledger does not know how these ended
+_END_EVENT = {JobStatus.COMPLETED: "JobCompleted", JobStatus.FAILED: "JobFailed",
+              JobStatus.CANCELLED: "JobCancelled"}
+
+
+def parse_cursor(text: str | None) -> tuple[int | None, int | None]:
+    """`ID`, `ID@BLOCK` or `@BLOCK` (a page's `nextCursor`) → (job id, block)."""
+    if text is None or text == "":
+        return None, None
+    match = _CURSOR_RE.match(text)
+    if not match or not any(match.groups()):
+        raise ValueError(f"not a cursor: {text!r} (pass a page's nextCursor back as it is)")
+    job_id, block = match.groups()
+    return (int(job_id) if job_id else None), (int(block) if block else None)
+
+
 class JobReader:
     def __init__(self, settings: BridgeSettings, w3: Web3 | None = None,
-                 ledger: Ledger | None = None, use_ledger: bool = True) -> None:
+                 ledger: Ledger | None = None, use_ledger: bool = True,
+                 scan_blocks: int = DEFAULT_SCAN_BLOCKS) -> None:
         self.settings = settings
         self.w3 = w3 or connect(settings.rpc_url)
         self.manager: Contract = job_manager(self.w3, settings.require_contract())
         self.address = str(self.manager.address)
         self.ledger = ledger if ledger is not None or not use_ledger else open_ledger(settings)
+        self.scanner = LogScanner(self.w3, self.manager, settings.log_chunk_blocks, scan_blocks)
         self._chain_id: int | None = None
         self._block_times: dict[int, int] = {}
+        self._window: int | None = None
 
     @property
     def chain_id(self) -> int:
@@ -98,135 +133,273 @@ class JobReader:
     # -- list ------------------------------------------------------------------------------------
     def list(self, status: str | None = None, requester: str | None = None,
              since: float | None = None, limit: int = 10, offset: int = 0,
-             oldest_first: bool = False) -> JobPage:
+             oldest_first: bool = False, cursor: str | None = None) -> JobPage:
+        """One page of jobs: from the ledger when one is configured (one indexed query), else
+        from logs read in bounded windows from the head (or the cursor) until the page is full."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
-        filters: dict[str, Any] = {}
         if requester:
             if not Web3.is_address(requester):
                 raise ValueError(f"not an address: {requester!r}")
-            filters["requester"] = Web3.to_checksum_address(requester)
-        start = self.settings.start_block
-        if since is not None:
-            start = self._first_block_at(since, start)
-        requested = list(self._logs("JobRequested", start, filters))
-        ends: dict[int, tuple[str, Any]] = {}
-        for name, kind in _TERMINAL.items():
-            for entry in self._logs(name, start, {}):
-                ends[int(entry["args"]["jobId"])] = (kind, entry["args"])
-        ledger_jobs = self._ledger_jobs()
-        rows = []
-        for entry in requested:
-            job_id = int(entry["args"]["jobId"])
-            kind, args = ends.get(job_id, ("requested", {}))
-            if status is None or kind == status:
-                rows.append((entry, kind, args))
-        if not oldest_first:
-            rows.reverse()
-        page = rows[offset: offset + limit]
-        jobs = [self._summary(entry, kind, args, ledger_jobs.get(int(entry["args"]["jobId"])))
-                for entry, kind, args in page]
-        next_offset = offset + limit if offset + limit < len(rows) else None
-        return JobPage(jobs=jobs, total=len(rows), offset=offset, limit=limit,
-                       next_offset=next_offset)
+            requester = Web3.to_checksum_address(requester)
+        limit = max(1, min(limit, MAX_PAGE))
+        cursor_id, cursor_block = parse_cursor(cursor)
+        min_block = (self._first_block_at(since, self.settings.start_block)
+                     if since is not None else None)
+        if self.ledger is not None:
+            return self._list_ledger(self.ledger, status, requester or None, min_block, limit,
+                                     offset, oldest_first, cursor_id)
+        return self._list_chain(status, requester or None, min_block, limit, offset, oldest_first,
+                                cursor_id, cursor_block)
 
-    def _summary(self, entry: Any, kind: str, end: Any, ledger_job: LedgerJob | None
-                 ) -> JobSummary:
-        args = entry["args"]
-        spec = _spec_fields(str(args["spec"]))
+    def _list_ledger(self, ledger: Ledger, status: str | None, requester: str | None,
+                     min_block: int | None, limit: int, offset: int, oldest_first: bool,
+                     cursor_id: int | None) -> JobPage:
+        rows, total = ledger.jobs_page(
+            self.chain_id, self.address, limit=limit,
+            before_job_id=None if oldest_first else cursor_id,
+            after_job_id=(cursor_id or 0) if oldest_first else None,
+            states=_LEDGER_STATES[status], requester=requester, min_block=min_block,
+            offset=offset)
+        jobs = [self._ledger_summary(job) for job in rows]
+        if status is not None:  # a closed job may have been completed by another oracle
+            jobs = [job for job in jobs if job.status == status]
+        full = len(rows) == limit
+        next_offset = (offset + limit if cursor_id is None and offset + limit < total else None)
+        return JobPage(jobs=jobs, total=total if cursor_id is None else None, offset=offset,
+                       limit=limit, next_offset=next_offset,
+                       next_cursor=str(rows[-1].job_id) if full else None)
+
+    def _ledger_summary(self, job: LedgerJob) -> JobSummary:
+        on_chain = (read_job(self.manager, job.job_id) if job.state in _ASK_CHAIN else None)
+        if on_chain is not None and on_chain.status != JobStatus.NONE:
+            status = on_chain.status.name.lower()
+        else:
+            status = {JobState.COMPLETED: "completed", JobState.FAILED: "failed",
+                      JobState.CLOSED: "cancelled"}.get(JobState(job.state), "requested")
+        completed = status == "completed"
+        spec = _spec_fields(job.spec)
         return JobSummary(
-            id=int(args["jobId"]), status=kind, requester=str(args["requester"]),  # type: ignore[arg-type]
-            consumer=str(args["consumer"]), fee_wei=str(int(args["fee"])),
-            requested_at=iso(self._block_time(int(entry["blockNumber"]))),
-            deadline=iso(int(args["deadline"])) or "", engine=spec.get("engine", "docker"),
-            image=spec.get("image"), result_cid=end.get("resultCid") or None,
-            exit_code=int(end["exitCode"]) if "exitCode" in end else None,
-            reason=end.get("reason") or None,
-            bridge_state=ledger_job.state if ledger_job else None,
-            node=ledger_job.node if ledger_job else None,
-        )
+            id=job.job_id, status=status,  # type: ignore[arg-type]
+            requester=job.requester, consumer=job.consumer, fee_wei=job.fee_wei,
+            requested_at=iso(job.created_at), deadline=iso(job.deadline) or "",
+            engine=_text(spec.get("engine", "docker")), image=_text(spec.get("image")),
+            result_cid=(on_chain.result_cid if on_chain else job.result_cid) or None if completed
+            else None,
+            exit_code=(on_chain.exit_code if on_chain else job.exit_code) if completed else None,
+            reason=job.reason or None if not completed else None,  # rejected, submitting, failed
+            bridge_state=job.state, node=job.node)
+
+    def _list_chain(self, status: str | None, requester: str | None, min_block: int | None,
+                    limit: int, offset: int, oldest_first: bool, cursor_id: int | None,
+                    cursor_block: int | None) -> JobPage:
+        head = int(self.w3.eth.block_number)
+        low, high = max(self.settings.start_block, min_block or 0), head
+        if oldest_first and cursor_block is not None:
+            low = max(low, cursor_block)
+        elif not oldest_first and cursor_block is not None:
+            high = min(head, cursor_block)
+        elif not oldest_first and cursor_id is not None:
+            high = self._request_block_bound(cursor_id, head)
+        jobs: list[JobSummary] = []
+        skip, examined, last, stopped = offset, 0, None, False
+        for entry in self.scanner.requests(low, high, requester, newest_first=not oldest_first):
+            job_id = entry.job_id
+            if cursor_id is not None and job_id is not None and (
+                    job_id <= cursor_id if oldest_first else job_id >= cursor_id):
+                continue
+            examined += 1
+            last = entry
+            summary = self._chain_summary(entry)
+            if status is None or summary.status == status:
+                if skip:
+                    skip -= 1
+                else:
+                    jobs.append(summary)
+            if len(jobs) == limit or examined >= MAX_EXAMINED:
+                stopped = True
+                break
+        next_cursor = None
+        if stopped and last is not None:
+            next_cursor = f"{last.job_id or ''}@{last.block_number}"
+        elif self.scanner.exhausted_at is not None:  # out of budget: go on from where it stopped
+            last_id = last.job_id if last is not None else cursor_id
+            next_cursor = f"{last_id or ''}@{self.scanner.exhausted_at}"
+        plain = status is None and requester is None and min_block is None and cursor_id is None
+        total = self.job_count() if plain else None
+        return JobPage(jobs=jobs, total=total, offset=offset, limit=limit,
+                       next_offset=offset + limit if next_cursor and cursor_id is None else None,
+                       next_cursor=next_cursor)
+
+    def _chain_summary(self, entry: RequestLog) -> JobSummary:
+        decoded, job_id = entry.decoded, entry.job_id
+        on_chain = read_job(self.manager, job_id) if job_id is not None else None
+        status = (on_chain.status.name.lower()
+                  if on_chain is not None and on_chain.status != JobStatus.NONE else "requested")
+        completed = status == "completed" and on_chain is not None
+        requested_at = iso(self._block_time(entry.block_number))
+        if isinstance(decoded, UndecodableRequest):
+            return JobSummary(
+                id=job_id or 0, status=status,  # type: ignore[arg-type]
+                requester=on_chain.requester if on_chain else "",
+                consumer=on_chain.consumer if on_chain else "",
+                fee_wei=str(on_chain.fee if on_chain else 0), requested_at=requested_at,
+                deadline=iso(on_chain.deadline) or "" if on_chain else "", engine=None,
+                reason=f"{UNDECODABLE}: {decoded.reason}")
+        spec = _spec_fields(decoded.spec) if decoded.reason is None else {}
+        return JobSummary(
+            id=decoded.job_id, status=status,  # type: ignore[arg-type]
+            requester=decoded.requester, consumer=decoded.consumer,
+            fee_wei=str(decoded.fee_wei), requested_at=requested_at,
+            deadline=iso(decoded.deadline) or "",
+            engine=_text(spec.get("engine", "docker")) if decoded.reason is None else None,
+            image=_text(spec.get("image")),
+            result_cid=on_chain.result_cid or None if completed and on_chain else None,
+            exit_code=on_chain.exit_code if completed and on_chain else None,
+            reason=f"{UNDECODABLE}: {decoded.reason}" if decoded.reason else None)
 
     def counts(self) -> dict[str, int]:
-        """How many jobs are in each on-chain status (for `/metrics`)."""
-        start = self.settings.start_block
+        """How many jobs are in each on-chain status (for `/metrics`): from the ledger's index;
+        without a ledger only the total is known cheaply (`total`)."""
+        if self.ledger is None:
+            return {}
         counts = {status: 0 for status in STATUSES}
-        total = sum(1 for _ in self._logs("JobRequested", start, {}))
-        for name, kind in _TERMINAL.items():
-            counts[kind] = sum(1 for _ in self._logs(name, start, {}))
-        counts["requested"] = total - sum(counts.values())
+        for state, count in self.ledger.count_by_state(self.chain_id, self.address).items():
+            status = {"completed": "completed", "failed": "failed", "closed": "cancelled",
+                      "reorged": ""}.get(state, "requested")
+            if status:
+                counts[status] += count
         return counts
+
+    def job_count(self) -> int:
+        """Jobs ever requested (the contract's counter: one call, however long the history)."""
+        return int(self.manager.functions.nextJobId().call()) - 1
 
     # -- describe --------------------------------------------------------------------------------
     def describe(self, job_id: int) -> JobDetail:
         on_chain = self.read(job_id)
-        filters = {"jobId": job_id}
-        start = self.settings.start_block
-        requested = next(iter(self._logs("JobRequested", start, filters)), None)
+        ledger_job = (self.ledger.get(self.chain_id, self.address, job_id)
+                      if self.ledger is not None else None)
+        request = self._find_request(job_id, on_chain, ledger_job)
+        decoded = request.decoded if request is not None else None
         chain_start: list[TimelineEntry] = []
+        if isinstance(decoded, NewJob):
+            chain_start.append(self._chain_entry(
+                {"blockNumber": decoded.block_number, "transactionHash": decoded.tx_hash},
+                "requested", f"fee {decoded.fee_wei} wei"))
+        end = self._end_event(job_id, on_chain, request)
         chain_end: list[TimelineEntry] = []
-        end_args: Any = {}
-        if requested is not None:
-            start = int(requested["blockNumber"])
-            chain_start.append(self._chain_entry(requested, "requested",
-                                                 f"fee {int(requested['args']['fee'])} wei"))
-        for name in (*_TERMINAL, "CallbackFailed"):
-            for entry in self._logs(name, start, filters):
-                kind = _TERMINAL.get(name, "callback-failed")
-                args = entry["args"]
-                if name in _TERMINAL:
-                    end_args = args
-                detail = {"completed": f"{args.get('resultCid')} exit {args.get('exitCode')}",
-                          "failed": str(args.get("reason", "")),
-                          "callback-failed": "the consumer's callback reverted"}.get(kind, "")
-                chain_end.append(self._chain_entry(entry, kind, detail))
+        end_args: dict[str, Any] = {}
+        if end is not None:
+            name, entry = end
+            end_args = entry["args"]
+            kind = _TERMINAL[name]
+            detail = {"completed": f"{end_args.get('resultCid')} exit {end_args.get('exitCode')}",
+                      "failed": str(end_args.get("reason", ""))}.get(kind, "")
+            chain_end.append(self._chain_entry(entry, kind, detail))
+            block = int(entry["blockNumber"])
+            for failed in self.scanner.events("CallbackFailed", job_id, block, block):
+                chain_end.append(self._chain_entry(failed, "callback-failed",
+                                                   "the consumer's callback reverted"))
         bridge: list[TimelineEntry] = []
-        ledger_job = None
         if self.ledger is not None:
-            ledger_job = self.ledger.get(self.chain_id, self.address, job_id)
             bridge = [TimelineEntry(at=iso(event.at) or "", source="bridge", event=event.kind,
                                     detail=event.detail)
                       for event in self.ledger.timeline(self.chain_id, self.address, job_id)]
         timeline = _merge(chain_start, bridge, chain_end)
-        spec_text = str(requested["args"]["spec"]) if requested is not None else None
-        spec_data, spec_error = _spec_detail(spec_text)
+        if isinstance(decoded, NewJob):
+            spec_text: str | None = decoded.spec
+            spec_data, spec_error = _spec_detail(spec_text)
+            if decoded.reason:
+                spec_data, spec_error = None, f"{UNDECODABLE}: {decoded.reason}"
+        elif isinstance(decoded, UndecodableRequest):
+            spec_text, spec_data, spec_error = None, None, f"{UNDECODABLE}: {decoded.reason}"
+        else:
+            spec_text = ledger_job.spec if ledger_job is not None else None
+            spec_data, spec_error = _spec_detail(spec_text)
         status = on_chain.status.name.lower()
+        request_block = request.block_number if request is not None else None
         return JobDetail(
             id=job_id, status=status,  # type: ignore[arg-type]
             requester=on_chain.requester, consumer=on_chain.consumer,
             fee_wei=str(on_chain.fee), deadline=iso(on_chain.deadline) or "",
-            requested_at=(iso(self._block_time(int(requested["blockNumber"])))
-                          if requested is not None else None),
-            engine=(spec_data or {}).get("engine", "docker"), image=(spec_data or {}).get("image"),
+            requested_at=iso(self._block_time(request_block)) if request_block else None,
+            engine=_text((spec_data or {}).get("engine", "docker")),
+            image=_text((spec_data or {}).get("image")),
             result_cid=on_chain.result_cid or None,
             exit_code=on_chain.exit_code if on_chain.status == JobStatus.COMPLETED else None,
-            reason=end_args.get("reason") or None if status == "failed" else None,
+            reason=str(end_args.get("reason") or "") or None if status == "failed" else None,
             bridge_state=ledger_job.state if ledger_job else None,
             node=ledger_job.node if ledger_job else None,
-            request_block=int(requested["blockNumber"]) if requested is not None else None,
-            request_tx=Web3.to_hex(requested["transactionHash"]) if requested is not None else None,
+            request_block=request_block,
+            request_tx=decoded.tx_hash if isinstance(decoded, NewJob | UndecodableRequest) else None,
             spec=spec_data, spec_text=spec_text, spec_error=spec_error, timeline=timeline,
         )
 
     def read(self, job_id: int) -> OnChainJob:
         return read_existing_job(self.manager, job_id)
 
+    def _find_request(self, job_id: int, on_chain: OnChainJob, ledger_job: LedgerJob | None
+                      ) -> RequestLog | None:
+        """The job's request log: at the ledger's block, else at the block whose time is the
+        deadline minus the job window, else in a bounded scan below the latest possible block."""
+        if ledger_job is not None:
+            found = self.scanner.find_request(job_id, ledger_job.block_number,
+                                              ledger_job.block_number)
+            if found is not None:
+                return found
+        head = int(self.w3.eth.block_number)
+        guess = self._first_block_at(on_chain.deadline - self._job_window(),
+                                     self.settings.start_block)
+        if guess <= head:
+            found = self.scanner.find_request(job_id, guess, min(head, guess + 63))
+            if found is not None:
+                return found
+        return self.scanner.find_request(job_id, self.settings.start_block,
+                                         self._request_block_bound(job_id, head, on_chain))
+
+    def _request_block_bound(self, job_id: int, head: int, on_chain: OnChainJob | None = None
+                             ) -> int:
+        """A block at or above the job's request: requests come at least MIN_JOB_WINDOW before
+        their deadline."""
+        job = on_chain or read_job(self.manager, job_id)
+        if job.status == JobStatus.NONE:
+            return head
+        return min(head, self._first_block_at(job.deadline - MIN_JOB_WINDOW_S + 1,
+                                              self.settings.start_block))
+
+    def _end_event(self, job_id: int, on_chain: OnChainJob, request: RequestLog | None
+                   ) -> tuple[str, dict[str, Any]] | None:
+        name = _END_EVENT.get(on_chain.status)
+        if name is None:
+            return None
+        low = request.block_number if request is not None else self.settings.start_block
+        entry = next(iter(self.scanner.events(name, job_id, low, int(self.w3.eth.block_number))),
+                     None)
+        return (name, entry) if entry is not None else None
+
+    def _job_window(self) -> int:
+        if self._window is None:
+            self._window = int(self.manager.functions.jobWindow().call())
+        return self._window
+
     # -- progress --------------------------------------------------------------------------------
     def progress(self, job_id: int, task_state: Any = None) -> Progress:
         """The job's stage now. `task_state(task_id) -> (state, node)` reads Celery, if given."""
         job = self.read(job_id)
+        ledger_job = (self.ledger.get(self.chain_id, self.address, job_id)
+                      if self.ledger is not None else None)
         if job.status != JobStatus.REQUESTED:
             stage = {JobStatus.COMPLETED: "fulfilled", JobStatus.FAILED: "failed",
                      JobStatus.CANCELLED: "cancelled"}[job.status]
             detail = job.result_cid
             if job.status == JobStatus.FAILED:
-                failed = list(self._logs("JobFailed", self.settings.start_block, {"jobId": job_id}))
-                detail = str(failed[-1]["args"]["reason"]) if failed else ""
-            ledger_job = (self.ledger.get(self.chain_id, self.address, job_id)
-                          if self.ledger is not None else None)
+                detail = ledger_job.reason or "" if ledger_job is not None else ""
+                if not detail:
+                    end = self._end_event(job_id, job, self._find_request(job_id, job, None))
+                    detail = str(end[1]["args"].get("reason", "")) if end else ""
             return Progress(stage, detail, job, ledger_job.task_id if ledger_job else None,
                             ledger_job.node if ledger_job else None)
-        ledger_job = (self.ledger.get(self.chain_id, self.address, job_id)
-                      if self.ledger is not None else None)
         if ledger_job is None or ledger_job.state == "requested":
             return Progress("requested", "", job)
         task_id, node = ledger_job.task_id, ledger_job.node
@@ -242,23 +415,12 @@ class JobReader:
                         f"exit {ledger_job.exit_code}", job, task_id, node)
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _ledger_jobs(self) -> dict[int, LedgerJob]:
-        if self.ledger is None:
-            return {}
-        return {j.job_id: j for j in self.ledger.all_jobs(self.chain_id, self.address)}
-
     def _chain_entry(self, entry: Any, kind: str, detail: str) -> TimelineEntry:
-        tx = Web3.to_hex(entry["transactionHash"])
+        tx = entry["transactionHash"]
+        tx = tx if isinstance(tx, str) else Web3.to_hex(tx)
         return TimelineEntry(at=iso(self._block_time(int(entry["blockNumber"]))) or "",
                              source="chain", event=kind,
                              detail=f"{detail} (block {int(entry['blockNumber'])}, tx {tx})".strip())
-
-    def _logs(self, event: str, start: int, filters: dict[str, Any]) -> Iterator[Any]:
-        head = int(self.w3.eth.block_number)
-        chunk = max(self.settings.log_chunk_blocks, 1)
-        for low in range(start, head + 1, chunk):
-            yield from getattr(self.manager.events, event).get_logs(
-                from_block=low, to_block=min(low + chunk - 1, head), argument_filters=filters)
 
     def _block_time(self, number: int) -> int:
         if number not in self._block_times:
@@ -290,11 +452,19 @@ def _merge(chain_start: list[TimelineEntry], bridge: list[TimelineEntry],
 
 
 def _spec_fields(text: str) -> dict[str, Any]:
+    """The spec as JSON, if it is a JSON object; never raises (the spec is the requester's)."""
+    if len(text) > MAX_SPEC_FIELDS_BYTES:
+        return {}
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # bad JSON, a 5,000-digit number, 3,000-deep nesting
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    """A spec field shown in a list: text of a sane length, or nothing."""
+    return value if isinstance(value, str) and len(value) <= 512 else None
 
 
 def _spec_detail(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -305,4 +475,6 @@ def _spec_detail(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
     except SpecError as exc:
         data = _spec_fields(text)
         return data or None, str(exc)
+    except (ValueError, RecursionError) as exc:  # until parse_spec is total (issue 11)
+        return _spec_fields(text) or None, f"invalid spec: {type(exc).__name__}"
     return _spec_fields(text), None

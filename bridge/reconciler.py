@@ -24,6 +24,7 @@ from web3.contract import Contract
 from bridge import metrics
 from bridge.chain import JobStatus, read_job
 from bridge.dispatcher import BrokerEpoch, Dispatcher
+from bridge.isolation import each_job
 from bridge.ledger import Job, JobState, Ledger
 from executor.spec import SpecError, parse_spec
 
@@ -59,33 +60,33 @@ class Reconciler:
         latest = int(self._contract.w3.eth.get_block("latest")["timestamp"])
         in_flight = self._ledger.jobs_in(self._chain_id, self._address, JobState.REQUESTED,
                                          JobState.DISPATCHED, limit=5000)
-        for job in in_flight:
-            if job.deadline < latest and self._ended_on_chain(job):
-                continue
-            if job.state != JobState.DISPATCHED:
-                continue
-            if job.broker_epoch != epoch:
-                self._redispatch(job, epoch, "broker-lost",
-                                 "the broker restarted without the job's task")
-            elif self._data_node_silent(job, now):
-                self._dispatcher.reroute(
-                    job, epoch, f"{job.routed_node} did not start it within "
-                    f"{self._locality_wait:.0f} s; sending it to any node (it will fetch its data)")
-            elif self._stalled(job, now):
-                self._redispatch(job, epoch, "stalled",
-                                 f"no outcome {self._grace:.0f} s after its timeout")
+        each_job(self._ledger, in_flight, "reconciling",
+                 lambda job: self._reconcile_one(job, epoch, now, latest), self._dispatcher.reject)
+
+    def _reconcile_one(self, job: Job, epoch: str, now: float, latest: int) -> None:
+        if job.deadline < latest and self._ended_on_chain(job):
+            return
+        if job.state != JobState.DISPATCHED:
+            return
+        if job.broker_epoch != epoch:
+            self._redispatch(job, epoch, "broker-lost",
+                             "the broker restarted without the job's task")
+        elif self._data_node_silent(job, now):
+            self._dispatcher.reroute(
+                job, epoch, f"{job.routed_node} did not start it within "
+                f"{self._locality_wait:.0f} s; sending it to any node (it will fetch its data)")
+        elif self._stalled(job, now):
+            self._redispatch(job, epoch, "stalled",
+                             f"no outcome {self._grace:.0f} s after its timeout")
 
     def _data_node_silent(self, job: Job, now: float) -> bool:
         """A job sent to the node holding its data that has not started there in time (the node
         is busy, gone, or slow): locality must never cost availability."""
-        assert job.task_id is not None
         return (job.routed_node is not None and job.dispatched_at is not None
-                and self._dispatcher.started_at(job.task_id) is None
-                and now - job.dispatched_at > self._locality_wait)
+                and job.started_at is None and now - job.dispatched_at > self._locality_wait)
 
     def _stalled(self, job: Job, now: float) -> bool:
-        assert job.task_id is not None
-        started = self._dispatcher.started_at(job.task_id)
+        started = job.started_at
         if started is None:
             return False  # queued, not started: the queue timeout governs (not a stall)
         try:
@@ -96,8 +97,7 @@ class Reconciler:
 
     def _redispatch(self, job: Job, epoch: str, why: str, detail: str) -> None:
         if job.attempts >= self._max_attempts:
-            reason = f"gave up after {job.attempts} attempts: {detail}"
-            self._ledger.update(job, "rejected", reason, state=JobState.REJECTED, reason=reason)
+            self._dispatcher.reject(job, f"gave up after {job.attempts} attempts: {detail}")
             return
         log.warning("job %s: %s; dispatching again", job.key, detail)
         metrics.REDISPATCHED.labels(why).inc()

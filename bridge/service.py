@@ -21,6 +21,7 @@ from bridge.listener import Listener
 from bridge.reconciler import Reconciler
 from bridge.submitter import Submitter
 from bridge.txmanager import TxManager
+from executor.attestation import parse_addresses
 from executor.celery_app import make_app
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,13 @@ class Bridge:
         epoch = BrokerEpoch(settings.broker_url)
         self.dispatcher = Dispatcher(app, self.ledger, epoch, chain_id, self.address,
                                      locality=settings.locality,
-                                     max_attempts=settings.max_attempts)
+                                     max_attempts=settings.max_attempts,
+                                     trusted_nodes=parse_addresses(settings.node_addresses))
         self.txm = TxManager(w3, settings.require_oracle_key(), self.ledger,
                              max_fee_gwei=settings.max_fee_gwei,
                              priority_fee_gwei=settings.priority_fee_gwei,
-                             bump_after_blocks=settings.bump_after_blocks)
+                             bump_after_blocks=settings.bump_after_blocks,
+                             receipt_depth=settings.receipt_depth)
         self.submitter = Submitter(contract, self.txm, self.ledger, chain_id)
         self.reconciler = Reconciler(app, self.ledger, self.dispatcher, epoch, contract, chain_id,
                                      stall_grace_s=settings.stall_grace_s,
@@ -60,16 +63,27 @@ class Bridge:
                  chain_id, self.txm.address, settings.confirmations)
 
     def step(self) -> None:
-        self.listener.poll()
-        self.reconciler.maybe_run()
-        self.dispatcher.dispatch_pending()
-        self.dispatcher.collect()
-        self.submitter.submit_ready()
-        self.txm.process()
-        self.submitter.confirm()
+        """One pass of every step. Each runs on its own: a step that fails (an outage: each job
+        is already isolated inside its step) does not keep the others from running; the first
+        failure is raised once all have run, so the loop backs off."""
+        failed: Exception | None = None
+        for name, run in (("listen", self.listener.poll), ("reconcile", self.reconciler.maybe_run),
+                          ("dispatch", self.dispatcher.dispatch_pending),
+                          ("collect", self.dispatcher.collect),
+                          ("submit", self.submitter.submit_ready), ("send", self.txm.process),
+                          ("confirm", self.submitter.confirm)):
+            try:
+                run()
+            except Exception as exc:
+                metrics.STEP_ERRORS.labels(name).inc()
+                log.warning("bridge step %s failed (%s: %s)", name, type(exc).__name__,
+                            str(exc)[:300])
+                failed = failed or exc
         if time.monotonic() - self._gauges_at >= GAUGE_INTERVAL_S:
             self._gauges()
             self._gauges_at = time.monotonic()
+        if failed is not None:
+            raise failed
 
     def _gauges(self) -> None:
         for state, count in self.ledger.count_by_state(self.chain_id, self.address).items():

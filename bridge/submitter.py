@@ -4,6 +4,12 @@ Exactly one on-chain result per job: before a transaction is recorded, the job's
 read, and a job the chain has already ended (by us before a crash, by another oracle, or cancelled)
 is closed in the ledger instead. Transactions go through the `TxManager` under an idempotency key,
 and the contract refuses a second fulfilment in any case.
+
+Nothing one job does holds back another: each job is handled in its own error boundary, the window
+is shared fairly across requesters, and a job whose transactions keep failing leaves the window —
+a result that cannot be fulfilled is failed instead (the requester gets the fee back per the rules),
+and a failure that cannot be sent either is `abandoned` (the requester can cancel after the
+deadline). A fulfilment may cost at most the job's fee.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import time
 from web3.contract import Contract
 
 from bridge import metrics
-from bridge.chain import JobStatus, read_job
+from bridge.chain import JobStatus, OnChainJob, read_job
+from bridge.isolation import each_job
 from bridge.ledger import Job, JobState, Ledger, Transaction, TxStatus
 from bridge.txmanager import TxManager, calldata
 
@@ -22,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_REASON_BYTES = 256
 MAX_SUBMIT_ATTEMPTS = 5
+SUBMIT_BATCH = 200
 # A job whose deadline is nearer than this is failed instead of fulfilled: a fulfilment mined after
 # the deadline reverts and burns gas, while failJob is allowed after it (and refunds the requester).
 DEADLINE_MARGIN_S = 30
@@ -40,57 +48,64 @@ class Submitter:
     def submit_ready(self) -> int:
         """Record a transaction for every executed or rejected job; returns how many."""
         jobs = self._ledger.jobs_in(self._chain_id, self._address, JobState.EXECUTED,
-                                    JobState.REJECTED)
-        started = 0
-        now = self._latest_timestamp() if jobs else 0  # one block read per batch
-        for job in jobs:
-            if job.submit_attempts >= MAX_SUBMIT_ATTEMPTS:
-                continue
-            started += self._submit(job, now)
-        return started
+                                    JobState.REJECTED, limit=SUBMIT_BATCH, fair=True)
+        if not jobs:
+            return 0
+        now = self._latest_timestamp()  # one block read per batch
+        return each_job(self._ledger, jobs, "submitting", lambda job: self._submit(job, now),
+                        self._abandon)
 
     def confirm(self) -> int:
         """Settle jobs whose transaction is confirmed (or could not be sent); returns how many."""
-        settled = 0
-        for job in self._ledger.jobs_in(self._chain_id, self._address, JobState.SUBMITTING,
-                                        limit=500):
-            assert job.submit_tx_id is not None
-            tx = self._txm.get(job.submit_tx_id)
-            assert tx is not None
-            if tx.status == TxStatus.CONFIRMED and tx.succeeded:
-                metrics.SUBMIT_LATENCY.observe(max(0.0, time.time() - tx.created_at))
-                fulfilled = tx.idempotency_key.startswith("fulfill:")
-                self._ledger.update(job, "fulfilled" if fulfilled else "failed-on-chain",
-                                    f"tx {tx.tx_hash} in block {tx.mined_block}",
-                                    state=JobState.COMPLETED if fulfilled else JobState.FAILED,
-                                    submit_tx=tx.tx_hash)
-                settled += 1
-            elif tx.status == TxStatus.FATAL or (tx.status == TxStatus.CONFIRMED
-                                                 and not tx.succeeded):
-                self._retry_or_close(job, tx)
-                settled += 1
-        return settled
+        jobs = self._ledger.jobs_in(self._chain_id, self._address, JobState.SUBMITTING,
+                                    limit=500)
+        settled = [0]
+
+        def confirm_one(job: Job) -> None:
+            settled[0] += self._confirm(job)
+
+        each_job(self._ledger, jobs, "confirming", confirm_one, self._abandon)
+        return settled[0]
+
+    def _confirm(self, job: Job) -> bool:
+        assert job.submit_tx_id is not None
+        tx = self._txm.get(job.submit_tx_id)
+        assert tx is not None
+        if tx.status == TxStatus.CONFIRMED and tx.succeeded:
+            metrics.SUBMIT_LATENCY.observe(max(0.0, time.time() - tx.created_at))
+            fulfilled = tx.idempotency_key.startswith("fulfill:")
+            self._ledger.update(job, "fulfilled" if fulfilled else "failed-on-chain",
+                                f"tx {tx.tx_hash} in block {tx.mined_block}",
+                                state=JobState.COMPLETED if fulfilled else JobState.FAILED,
+                                submit_tx=tx.tx_hash)
+            return True
+        if tx.status == TxStatus.FATAL or (tx.status == TxStatus.CONFIRMED and not tx.succeeded):
+            self._retry_or_close(job, tx)
+            return True
+        return False
 
     def _submit(self, job: Job, chain_time: int) -> int:
         on_chain = read_job(self._contract, job.job_id)
-        if on_chain.status != JobStatus.REQUESTED or on_chain.requester.lower() != job.requester.lower():
+        if on_chain.status != JobStatus.REQUESTED or not _same_request(job, on_chain):
             self._close(job, on_chain.status)
             return 0
+        # the request this settles, as the ledger saw it (rows from before 0003 have no hash)
+        binding = bytes.fromhex((job.request_hash or on_chain.request_hash).removeprefix("0x"))
         if job.state == JobState.EXECUTED:
             if chain_time + self._margin <= on_chain.deadline:
                 assert job.result_cid is not None and job.exit_code is not None
-                call = self._contract.functions.fulfillJob(job.job_id, job.result_cid,
+                call = self._contract.functions.fulfillJob(job.job_id, binding, job.result_cid,
                                                            job.exit_code)
-                self._record(job, "fulfill", call)
+                self._record(job, "fulfill", call, max_cost=int(job.fee_wei))
                 return 1
             job.reason = f"result {job.result_cid} was ready too close to the job's deadline"
         reason = _truncate(job.reason or "failed")
-        self._record(job, "fail", self._contract.functions.failJob(job.job_id, reason))
+        self._record(job, "fail", self._contract.functions.failJob(job.job_id, binding, reason))
         return 1
 
-    def _record(self, job: Job, kind: str, call: object) -> None:
+    def _record(self, job: Job, kind: str, call: object, max_cost: int | None = None) -> None:
         key = f"{kind}:{job.key}:{job.submit_attempts}"
-        tx = self._txm.enqueue(key, str(self._contract.address), calldata(call))
+        tx = self._txm.enqueue(key, str(self._contract.address), calldata(call), max_cost=max_cost)
         self._ledger.update(job, "submitting", f"{kind}Job (tx #{tx.id})",
                             state=JobState.SUBMITTING, submit_tx_id=tx.id)
 
@@ -100,11 +115,23 @@ class Submitter:
             self._close(job, on_chain.status)
             return
         attempts = job.submit_attempts + 1
-        back = JobState.REJECTED if tx.idempotency_key.startswith("fail:") else JobState.EXECUTED
+        failing = tx.idempotency_key.startswith("fail:")
         detail = f"tx {tx.tx_hash or '-'}: {tx.error or 'reverted'}"[:500]
-        if attempts >= MAX_SUBMIT_ATTEMPTS:
-            detail += f"; gave up after {attempts} attempts"
-        self._ledger.update(job, "submit-error", detail, state=back, submit_attempts=attempts)
+        if attempts < MAX_SUBMIT_ATTEMPTS:
+            self._ledger.update(job, "submit-error", detail, submit_attempts=attempts,
+                                state=JobState.REJECTED if failing else JobState.EXECUTED)
+        elif failing:
+            self._abandon(job, f"failJob could not be sent after {attempts} attempts: {detail}")
+        else:  # the result cannot be delivered: fail the job instead (the requester is refunded)
+            reason = f"the result could not be submitted after {attempts} attempts: {detail}"
+            self._ledger.update(job, "submit-error", reason, state=JobState.REJECTED,
+                                reason=reason[:1000], submit_attempts=0)
+
+    def _abandon(self, job: Job, reason: str) -> None:
+        """No transaction can settle the job: stop trying (the requester can cancel it after its
+        deadline and get the whole fee back)."""
+        log.error("job %s abandoned: %s", job.key, reason)
+        self._ledger.update(job, "abandoned", reason, state=JobState.ABANDONED)
 
     def _close(self, job: Job, status: JobStatus) -> None:
         state = {JobStatus.COMPLETED: JobState.COMPLETED, JobStatus.FAILED: JobState.FAILED}.get(
@@ -115,6 +142,15 @@ class Submitter:
 
     def _latest_timestamp(self) -> int:
         return int(self._txm.w3.eth.get_block("latest")["timestamp"])
+
+
+def _same_request(job: Job, on_chain: OnChainJob) -> bool:
+    """The job on-chain under this id is the request the ledger recorded (not another one a reorg
+    gave the same id)."""
+    return (on_chain.requester.lower() == job.requester.lower()
+            and on_chain.consumer.lower() == job.consumer.lower()
+            and on_chain.fee == int(job.fee_wei)
+            and (job.request_hash is None or job.request_hash == on_chain.request_hash))
 
 
 def _truncate(reason: str) -> str:

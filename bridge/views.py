@@ -44,7 +44,7 @@ class JobSummary(View):
     image: str | None = None
     result_cid: str | None = None
     exit_code: int | None = None
-    reason: str | None = None  # why a failed job failed
+    reason: str | None = None  # why a job failed or will be failed (e.g. an undecodable request)
     bridge_state: str | None = None  # the bridge's ledger state, when a ledger is configured
     node: str | None = None  # the compute node that ran it, when known
 
@@ -69,10 +69,11 @@ class JobDetail(JobSummary):
 
 class JobPage(View):
     jobs: list[JobSummary]
-    total: int  # matching jobs, before paging
+    total: int | None  # matching jobs, before paging (None: not known without a full scan)
     offset: int
     limit: int
     next_offset: int | None = None
+    next_cursor: str | None = None  # pass back as `cursor` for the next page (None: last page)
 
 
 class NodeView(View):

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 
 import redis
 
+from executor.attestation import NodeIdentity, cache_entry_signer, sign_cache_entry
+from executor.config import WorkerSettings
 from executor.spec import JobSpec
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "cod:cache:"
 CACHE_TTL_S = 30 * 24 * 3600
@@ -49,16 +54,45 @@ def cache_key(spec: JobSpec, image_id: str, input_ids: list[str]) -> str:
 
 
 class ResultCache:
-    def __init__(self, redis_url: str, ttl_s: int = CACHE_TTL_S) -> None:
+    """The index in Redis. Every entry carries its writer's node-key signature over (key, CID,
+    exit code, node); an entry not signed by a `trusted` address (someone else with Redis access)
+    is ignored, so the job runs."""
+
+    def __init__(self, redis_url: str, identity: NodeIdentity, trusted: frozenset[str],
+                 ttl_s: int = CACHE_TTL_S) -> None:
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         self._ttl = ttl_s
+        self._identity = identity
+        self._trusted = frozenset(a.lower() for a in trusted)
+
+    @classmethod
+    def for_node(cls, settings: WorkerSettings) -> ResultCache:
+        identity = settings.node_identity()
+        return cls(settings.broker_url, identity, settings.trusted_cache_writers(identity.address))
 
     def get(self, key: str) -> CachedResult | None:
         value = self._redis.get(KEY_PREFIX + key)
-        return None if value is None else CachedResult(**json.loads(value))
+        if value is None:
+            return None
+        try:
+            entry = json.loads(value)
+            result = CachedResult(str(entry["result_cid"]), int(entry["exit_code"]), str(entry["node"]))
+            signature = str(entry["signature"])
+        except (ValueError, TypeError, KeyError):
+            log.warning("memo-cache entry %s is malformed: ignored", key)
+            return None
+        signer = cache_entry_signer(key, result.result_cid, result.exit_code, result.node, signature)
+        if signer is None or signer.lower() not in self._trusted:
+            log.warning("memo-cache entry %s is not signed by a trusted node (signer %s): ignored",
+                        key, signer)
+            return None
+        return result
 
     def put(self, key: str, result: CachedResult) -> None:
-        self._redis.set(KEY_PREFIX + key, json.dumps(asdict(result)), ex=self._ttl)
+        signature = sign_cache_entry(self._identity, key, result.result_cid, result.exit_code,
+                                     result.node)
+        self._redis.set(KEY_PREFIX + key, json.dumps({**asdict(result), "signature": signature}),
+                        ex=self._ttl)
 
     def forget(self, key: str) -> None:
         self._redis.delete(KEY_PREFIX + key)

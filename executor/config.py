@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from executor.attestation import NodeIdentity
 
 
 class CodSettings(BaseSettings):
@@ -64,6 +68,9 @@ class WorkerSettings(_CapacitySettings):
     node_id: str = Field(default_factory=socket.gethostname)
     work_dir: Path = Path("/var/lib/cod/work")
     pull_policy: str = "if-not-present"
+    # Images a job may name: comma-separated name patterns (`cod/*`) or digests (`sha256:…`).
+    # Empty: any image the engine has or can pull (see docs/security.md).
+    image_allow: str = ""
     # Kubo keeps looking for a CID that nobody serves; give up on an input after this long.
     input_fetch_timeout_s: int = 120
     # The Celery queues to consume; by default those this node's capacity can serve. The node's
@@ -90,3 +97,52 @@ class WorkerSettings(_CapacitySettings):
     # Redelivery of a job whose worker died (see docs/operators.md, "Delivery settings").
     visibility_timeout_s: int = 300
     heartbeat_interval_s: float = 5.0
+    # What a job may bring (issue 11). Inputs: all of a job's inputs together, at most this (and
+    # its `resources.disk`), counted as they stream; and this many files and directories.
+    max_input_size: str = "10Gi"
+    max_input_files: int = 100_000
+    # Outputs: files and directories of all outputs together, and nesting depth.
+    max_output_files: int = 100_000
+    max_output_depth: int = 256
+    # The uid:gid containers run as ("" = the image's own user, often root).
+    container_user: str = "65534:65534"
+    # The size-capped tmpfs mounted over each of an image's VOLUME paths.
+    image_volume_size: str = "64Mi"
+    # WASM modules: size cap, and the wall-clock bound on compiling one (in a child process).
+    wasm_max_module_size: str = "64Mi"
+    wasm_compile_timeout_s: float = 60.0
+    # Results this node published are unpinned this long after (0: kept for ever); the record of
+    # what it published: a SQLite file, by default `<work_dir>/published.sqlite`.
+    result_retention_s: float = 7 * 24 * 3600
+    result_index: Path | None = None
+    # A heartbeat carries at most this many of the node's holdings (the largest), whatever its pins.
+    max_heartbeat_holdings: int = 1000
+    # The node's signing key (hex secp256k1): its results and memo-cache entries are signed with it,
+    # and the bridge counts only results signed by a registered address. Unset: the key kept in
+    # `node_key_file` (default `<work_dir>/../node.key`), created (mode 0600) on first start.
+    node_key: SecretStr | None = None
+    node_key_file: Path | None = None
+    # Comma-separated addresses whose memo-cache entries this node reuses (besides its own).
+    node_addresses: str = ""
+
+    def node_identity(self) -> NodeIdentity:
+        from executor.attestation import NodeIdentity, load_or_create_key
+
+        if self.node_key is not None:
+            return NodeIdentity.from_key(self.node_key.get_secret_value())
+        return load_or_create_key(self.node_key_file or self.work_dir.parent / "node.key")
+
+    def trusted_cache_writers(self, own_address: str) -> frozenset[str]:
+        from executor.attestation import parse_addresses
+
+        return parse_addresses(self.node_addresses) | {own_address}  # a node trusts itself
+    # Egress (issue 11): what URL fetches made for a job (inputs, WASM modules) may reach. Loopback,
+    # link-local, private, shared, multicast and this node's own addresses are refused unless listed
+    # here (comma-separated CIDRs, addresses or host names, `*.example.org` for subdomains).
+    egress_allow: str = ""
+    # More of this node's services (URLs or host:port), refused even if allow-listed; the IPFS API
+    # and the broker are always refused.
+    egress_deny: str = ""
+    # URL fetches: `url_timeout_s` is the wall-clock deadline of a whole download (redirects
+    # included); this bounds each socket read or write, so a stalled server is dropped sooner.
+    url_read_timeout_s: float = 30.0

@@ -1,22 +1,27 @@
 """A small typed client for the Kubo RPC API (`/api/v0/…`, always POST).
 
 `ipfshttpclient` refuses any Kubo >= 0.8, so we speak the RPC directly over httpx. Data is streamed
-both ways: `get` extracts Kubo's tar stream as it arrives, `add_directory` streams file bodies.
+both ways: `get` extracts Kubo's tar stream as it arrives, `add_path` streams file bodies.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
 import tarfile
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from executor.tree import DEFAULT_MAX_DEPTH, remove, walk
+
+CHUNK = 1 << 20
 
 
 class IpfsError(RuntimeError):
@@ -27,12 +32,17 @@ class IpfsUnavailable(IpfsError):
     """Kubo could not be reached; worth retrying."""
 
 
+class InputTooLarge(IpfsError):
+    """Content larger (in bytes or entries) than the caller allowed; the message says which."""
+
+
 @dataclass(frozen=True)
 class Stat:
     cid: str
     type: str
     size: int
-    cumulative_size: int
+    cumulative_size: int  # as the DAG's links record it: a hint (its author chose it), not a bound
+    links: int = 0  # the root node's links (a directory's entries, unless it is sharded)
 
 
 class _StreamReader:
@@ -87,37 +97,33 @@ class KuboClient:
         )
         return str(json.loads(response.text.strip().splitlines()[-1])["Hash"])
 
-    def add_path(self, path: Path) -> str:
-        """Add a file or a directory tree (recursively), pinned, as CIDv1; returns the root CID."""
-        root_name = path.name or "root"
-        with ExitStack() as stack:
-            parts: list[tuple[str, tuple[str, IO[bytes] | bytes, str]]] = []
-            if path.is_file():
-                handle = stack.enter_context(path.open("rb"))
-                parts.append(("file", (quote(root_name, safe=""), handle, "application/octet-stream")))
-            else:
-                for rel, is_dir in _walk(path):
-                    name = quote(f"{root_name}/{rel}" if rel else root_name, safe="")
-                    if is_dir:
-                        parts.append(("file", (name, b"", "application/x-directory")))
-                    else:
-                        handle = stack.enter_context((path / rel).open("rb"))
-                        parts.append(("file", (name, handle, "application/octet-stream")))
-            response = self._post(
-                "add",
-                params={"cid-version": "1", "pin": "true", "recursive": "true"},
-                files=parts,
-            )
-        entries = [json.loads(line) for line in response.text.splitlines() if line.strip()]
-        for entry in entries:
-            if entry.get("Name") == root_name:
-                return str(entry["Hash"])
-        raise IpfsError(f"ipfs add returned no root entry for {root_name!r}")
+    def add_path(self, path: Path, max_depth: int = DEFAULT_MAX_DEPTH) -> str:
+        """Add a file or a directory tree, pinned, as CIDv1; returns the root CID.
 
-    def get(self, ipfs_path: str, destination: Path, timeout_s: int = 120) -> Path:
+        The multipart body is generated as it is sent: each file is opened only while it streams
+        (a tree of any file count needs one descriptor per level, not one per file), and the walk
+        is iterative (TreeLimitExceeded past `max_depth` levels)."""
+        root_name = path.name or "root"
+        boundary = secrets.token_hex(16)
+        response = self._post(
+            "add",
+            params={"cid-version": "1", "pin": "true", "recursive": "true", "quieter": "true"},
+            content=_multipart(path, root_name, boundary, max_depth),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        lines = [line for line in response.text.splitlines() if line.strip()]
+        if not lines:
+            raise IpfsError(f"ipfs add returned no root entry for {root_name!r}")
+        return str(json.loads(lines[-1])["Hash"])
+
+    def get(self, ipfs_path: str, destination: Path, timeout_s: int = 120,
+            max_bytes: int | None = None, max_entries: int | None = None) -> Path:
         """Fetch `CID[/sub/path]` to `destination` (a file or a directory), streaming Kubo's tar.
 
-        Kubo searches forever for a CID nobody serves: its own `timeout` option bounds that."""
+        Kubo searches forever for a CID nobody serves: its own `timeout` option bounds that. Bytes
+        and entries are counted as the tar arrives (a DAG's recorded sizes are the author's word):
+        past `max_bytes` or `max_entries`, or when the destination's filesystem is full, the
+        download stops and InputTooLarge is raised."""
         arg = f"/ipfs/{ipfs_path}"
         params = {"arg": arg, "archive": "true", "timeout": f"{timeout_s}s"}
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -128,10 +134,19 @@ class KuboClient:
                 if resp.status_code != 200:
                     resp.read()
                     raise IpfsError(f"ipfs get {ipfs_path} failed: {_error_message(resp)}")
-                with tarfile.open(fileobj=_StreamReader(resp.iter_bytes()), mode="r|") as tar:  # type: ignore[call-overload]
-                    tar.extractall(staging, filter="data")
+                _extract(_StreamReader(resp.iter_bytes()), staging, max_bytes, max_entries)
         except httpx.TransportError as exc:
+            remove(staging)
             raise IpfsUnavailable(f"no IPFS API at {self.api_url}: {exc}") from exc
+        except OSError as exc:
+            remove(staging)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InputTooLarge("its content does not fit the space left for the job's "
+                                    "inputs") from exc
+            raise
+        except BaseException:
+            remove(staging)
+            raise
         entries = list(staging.iterdir())
         if len(entries) != 1:
             raise IpfsError(f"ipfs get {ipfs_path}: expected one root entry, got {len(entries)}")
@@ -148,7 +163,7 @@ class KuboClient:
             params["timeout"] = f"{timeout_s}s"
         data = self._post("files/stat", params=params).json()
         return Stat(cid=data["Hash"], type=data["Type"], size=int(data["Size"]),
-                    cumulative_size=int(data["CumulativeSize"]))
+                    cumulative_size=int(data["CumulativeSize"]), links=int(data.get("Blocks", 0)))
 
     def pin(self, cid: str) -> None:
         self._post("pin/add", params={"arg": cid})
@@ -183,17 +198,49 @@ class KuboClient:
         return True
 
 
-def _walk(root: Path, prefix: str = "") -> Iterator[tuple[str, bool]]:
-    """Depth-first (relative path, is_dir), each directory before its content, root first."""
-    if not prefix:
-        yield "", True
-    for entry in sorted(os.scandir(root / prefix if prefix else root), key=lambda e: e.name):
-        rel = f"{prefix}{entry.name}"
-        if entry.is_dir(follow_symlinks=False):
-            yield rel, True
-            yield from _walk(root, f"{rel}/")
-        elif entry.is_file(follow_symlinks=False):
-            yield rel, False
+def _extract(stream: _StreamReader, staging: Path, max_bytes: int | None,
+             max_entries: int | None) -> None:
+    """Extract a tar stream member by member, counting what each header announces before any of
+    its content is written."""
+    total = entries = 0
+    with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+        for member in tar:
+            entries += 1
+            total += max(member.size, 0)
+            if max_entries is not None and entries > max_entries:
+                raise InputTooLarge(f"it holds more than {max_entries} files and directories")
+            if max_bytes is not None and total > max_bytes:
+                raise InputTooLarge(f"it is larger than {max_bytes} bytes")
+            tar.extract(member, staging, filter="data")
+            tar.members = []  # stream mode keeps every header otherwise: memory grows per entry
+
+
+def _multipart(path: Path, root_name: str, boundary: str, max_depth: int) -> Iterator[bytes]:
+    """The body of `ipfs add` for a file or a tree, generated lazily (see `add_path`)."""
+    def header(name: str, content_type: str) -> bytes:
+        return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"{quote(name, safe='')}\"\r\nContent-Type: {content_type}\r\n\r\n"
+                ).encode()
+
+    if path.is_file():
+        yield header(root_name, "application/octet-stream")
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+        yield b"\r\n"
+    else:
+        for entry in walk(path, max_depth):
+            name = f"{root_name}/{entry.rel}" if entry.rel else root_name
+            if entry.is_dir:
+                yield header(name, "application/x-directory")
+            else:
+                yield header(name, "application/octet-stream")
+                fd = entry.open()
+                with os.fdopen(fd, "rb") as handle:
+                    while chunk := handle.read(CHUNK):
+                        yield chunk
+            yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
 
 
 def _error_message(response: httpx.Response) -> str:

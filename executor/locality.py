@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 DATA_PREFIX = "cod:data:"
 SUPERSEDED_PREFIX = "cod:superseded:"  # a task the bridge re-routed: whoever gets it skips it
 NODE_QUEUE_PREFIX = "cod.node."
+STATS_PER_SCAN = 200  # new pins sized per heartbeat
 _ROOT = re.compile(r"^ipfs://([A-Za-z0-9]+)")
 
 
@@ -48,16 +49,25 @@ def input_roots(spec: JobSpec) -> list[str]:
 
 class HoldingsScanner:
     """What this node's Kubo holds: pinned CIDs and their sizes (a CID's size never changes, so
-    each is measured once)."""
+    each is measured once). At most `limit` of them, the largest: a heartbeat does not grow with
+    the pin set (the large holdings are what routing to data is worth)."""
 
-    def __init__(self, kubo: KuboClient) -> None:
+    def __init__(self, kubo: KuboClient, limit: int = 1000) -> None:
         self._kubo = kubo
+        self._limit = limit
         self._sizes: dict[str, int] = {}
 
     def scan(self) -> dict[str, int]:
         holdings = {}
-        for cid in self._kubo.pinned():
+        pinned = self._kubo.pinned()
+        still = set(pinned)
+        self._sizes = {cid: size for cid, size in self._sizes.items() if cid in still}
+        budget = STATS_PER_SCAN  # a beat is not held up by a large new pin set: the rest next time
+        for cid in pinned:
             if cid not in self._sizes:
+                if budget <= 0:
+                    continue
+                budget -= 1
                 try:
                     stat = self._kubo.stat(cid, timeout_s=5)
                     # a file's own size; a directory's, with its content (and UnixFS overhead)
@@ -66,7 +76,8 @@ class HoldingsScanner:
                     log.info("cannot size pinned %s: %s", cid, exc)
                     continue
             holdings[cid] = self._sizes[cid]
-        return holdings
+        largest = sorted(holdings.items(), key=lambda item: (-item[1], item[0]))[:self._limit]
+        return dict(largest)
 
 
 class DataIndex:

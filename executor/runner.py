@@ -9,9 +9,9 @@ from __future__ import annotations
 import errno
 import logging
 import re
-import shutil
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from executor.publish.base import Publisher
 from executor.routing import misfit
 from executor.spec import JobSpec, SpecError, parse_spec
 from executor.storage import InputUnavailable, StorageRegistry
-from executor.volumes import ResultVolume
+from executor.tree import DEFAULT_MAX_DEPTH, TreeLimitExceeded, measure, remove
+from executor.volumes import InputVolume, ResultVolume
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class NodePolicy:
     allow_network: bool = False
     max_output_bytes: int = 10 * 1024**3
     log_bytes: int = 10 * 1024**2
+    max_input_bytes: int = 10 * 1024**3  # all of a job's inputs, also capped by resources.disk
+    max_input_files: int = 100_000
+    max_output_files: int = 100_000  # files and directories, all outputs together
+    max_output_depth: int = DEFAULT_MAX_DEPTH
 
 
 class NotForThisNode(RuntimeError):
@@ -100,7 +105,7 @@ class JobRunner:
                               duration_s=round(time.monotonic() - started, 3), **fields)
 
         job_dir = self._work_dir / _safe_name(f"{job_key}-{attempt}")
-        shutil.rmtree(job_dir, ignore_errors=True)
+        _remove_job_dir(job_dir)
         try:
             spec = parse_spec(spec_text)
             self._admit(spec)
@@ -111,7 +116,7 @@ class JobRunner:
         except (_Failed, EngineError, InputUnavailable) as exc:
             return outcome("failed", reason=getattr(exc, "reason", None) or str(exc))
         finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
+            _remove_job_dir(job_dir)
 
     def _admit(self, spec: JobSpec) -> None:
         if spec.engine not in self._engines:
@@ -129,11 +134,17 @@ class JobRunner:
 
     def _run(self, job_key: str, spec: JobSpec, job_dir: Path, attempt: str,
              outcome: Callable[..., JobOutcome]) -> JobOutcome:
+        with ExitStack() as cleanup:  # the job's volumes, unmounted whatever happens
+            return self._run_in(job_key, spec, job_dir, attempt, outcome, cleanup)
+
+    def _run_in(self, job_key: str, spec: JobSpec, job_dir: Path, attempt: str,
+                outcome: Callable[..., JobOutcome], cleanup: ExitStack) -> JobOutcome:
         engine = self._engines[spec.engine]
         image_id = engine.prepare(spec, job_dir)
         providers = [self._storage.for_source(i.source) for i in spec.inputs]
         known_ids = [p.content_id(i.source) for p, i in zip(providers, spec.inputs, strict=True)]
-        use_cache = spec.cache and self._cache is not None
+        # Only a job that cannot see the network is a function of its inputs: memoise no other.
+        use_cache = spec.cache and spec.network == "none" and self._cache is not None
         key = None
         if use_cache and all(known_ids):  # known before fetching: a hit skips the fetch too
             key = cache_key(spec, image_id, [str(i) for i in known_ids])
@@ -145,7 +156,13 @@ class JobRunner:
         probe = self._probe
         local = probe.held(spec) if probe else None
         received_before = probe.received() if probe and local is not None else 0
-        mounts, fetched_ids = self._fetch_inputs(spec, job_dir / "inputs")
+        input_cap = min(self._policy.max_input_bytes, spec.resources.disk_bytes or 1 << 62)
+        inputs_dir = job_dir / "inputs"
+        if spec.inputs:  # inputs land inside the job's capped space, whatever their DAG claims
+            input_volume = InputVolume(job_dir, input_cap, self._policy.max_input_files)
+            cleanup.callback(input_volume.close)
+            inputs_dir = input_volume.path
+        mounts, fetched_ids = self._fetch_inputs(spec, inputs_dir, input_cap)
         locality: dict[str, Any] = {}
         if probe is not None and local is not None:
             locality = {"inputs_local": local,
@@ -171,10 +188,7 @@ class JobRunner:
                 job_dir=job_dir, labels={NODE_LABEL: self.node_id},
             )
             run = engine.run(request)
-            written = sum(volume.size_of(result_dir / o.name) for o in spec.outputs)
-            if written > cap:
-                raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
-                              "nothing was published")
+            self._check_outputs(spec, result_dir, cap)
             notes = [run.reason] if run.reason else []
             if run.stdout_truncated:
                 notes.append(f"stdout truncated at the node's log cap of {self._policy.log_bytes} bytes")
@@ -198,6 +212,23 @@ class JobRunner:
         return outcome("completed", result_cid=cid, exit_code=run.exit_code, reason=run.reason,
                        **locality)
 
+    def _check_outputs(self, spec: JobSpec, result_dir: Path, cap: int) -> None:
+        """Size, file count and depth of what the job wrote, each against its cap, before any of
+        it is published (the walk stops at the caps: a hostile tree costs no more than them)."""
+        files_left, written = self._policy.max_output_files, 0
+        for output in spec.outputs:
+            try:
+                usage = measure(result_dir / output.name, files_left, self._policy.max_output_depth)
+            except TreeLimitExceeded as exc:
+                raise _Failed(f"output '{output.name}' has {exc}: over the node's cap "
+                              f"(max_output_files {self._policy.max_output_files}, max_output_depth "
+                              f"{self._policy.max_output_depth}); nothing was published") from exc
+            files_left -= usage.files
+            written += usage.bytes
+        if written > cap:
+            raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
+                          "nothing was published")
+
     def _lookup(self, key: str) -> CachedResult | None:
         if self._cache is None:
             return None
@@ -210,13 +241,28 @@ class JobRunner:
             return None
         return hit
 
-    def _fetch_inputs(self, spec: JobSpec, inputs_dir: Path) -> tuple[list[Mount], list[str]]:
+    def _fetch_inputs(self, spec: JobSpec, inputs_dir: Path,
+                      cap: int) -> tuple[list[Mount], list[str]]:
         mounts, ids = [], []
         for index, source in enumerate(spec.inputs):
             local = inputs_dir / str(index)
-            ids.append(self._storage.for_source(source.source).fetch(source.source, local))
+            try:
+                ids.append(self._storage.for_source(source.source).fetch(source.source, local))
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _Failed(f"input {source.source} does not fit the job's input cap of "
+                                  f"{cap} bytes") from exc
+                raise
             mounts.append(Mount(local, source.target, read_only=True))
         return mounts, ids
+
+
+def _remove_job_dir(job_dir: Path) -> None:
+    """Iteratively (a job's tree may be deeper than shutil.rmtree can recurse)."""
+    try:
+        remove(job_dir)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", job_dir, exc)
 
 
 def _safe_name(text: str) -> str:

@@ -11,6 +11,7 @@ import json
 import re
 from typing import Annotated, Literal
 
+from multiformats import CID
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +24,7 @@ from pydantic import (
 MAX_TIMEOUT_S = 24 * 3600
 MAX_INLINE_BYTES = 64 * 1024  # inline (`data:`) inputs travel on-chain inside the spec: keep them small
 DEFAULT_QUEUE_TIMEOUT_S = 600
+MAX_SPEC_CHARS = 256 * 1024  # on-chain specs are at most 8 KiB; job files from the CLI may be larger
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
           "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}
@@ -66,8 +68,9 @@ class InputSource(_Strict):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         if value.startswith("ipfs://"):
-            if not re.fullmatch(r"ipfs://[A-Za-z0-9]{10,100}(/[^\x00]*)?", value):
-                raise ValueError(f"not an ipfs://CID[/path] source: {value!r}")
+            root, _, path = value.removeprefix("ipfs://").partition("/")
+            if not is_cid(root) or "\x00" in path:
+                raise ValueError(f"not an ipfs://CID[/path] source: {value[:120]!r}")
             return value
         if value.startswith(("https://", "http://")):
             return value
@@ -188,14 +191,48 @@ class JobSpec(_Strict):
         return self.model_dump_json(exclude_defaults=True)
 
 
+def is_cid(text: str) -> bool:
+    """Whether `text` is a CID (v0 or v1, any multibase, codec and hash the multiformats tables
+    know), parsed as one rather than matched by shape: `bafkqaaa`, the identity CID of no bytes,
+    is one."""
+    try:
+        CID.decode(text)
+    except Exception:  # the library raises a dozen types (KeyError, IndexError, …) on bad input
+        return False
+    return True
+
+
 def parse_spec(text: str) -> JobSpec:
-    """Parse and validate a spec string, raising SpecError that names the offending field."""
+    """Parse and validate a spec string, raising SpecError that names the offending field.
+
+    Total: whatever the text (a stranger wrote it), the answer is a JobSpec or a SpecError."""
+    try:
+        return _parse_spec(text)
+    except SpecError:
+        raise
+    except Exception as exc:  # RecursionError, MemoryError-free ValueErrors, anything pydantic hits
+        raise SpecError(f"invalid spec: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _parse_spec(text: str) -> JobSpec:
+    if not isinstance(text, str):
+        raise SpecError("invalid spec: expected text")
+    if len(text) > MAX_SPEC_CHARS:
+        raise SpecError(f"invalid spec: longer than {MAX_SPEC_CHARS} characters")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"invalid spec: not valid JSON ({exc.msg} at position {exc.pos})") from exc
+    except RecursionError:
+        raise SpecError("invalid spec: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise SpecError(f"invalid spec: {str(exc)[:200]}") from None
     if not isinstance(raw, dict):
         raise SpecError("invalid spec: expected a JSON object")
+    try:  # `\ud800` escapes give lone surrogates, which no later encoder accepts
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError("invalid spec: contains a lone UTF-16 surrogate (\\uD800-\\uDFFF)") from None
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as exc:

@@ -9,15 +9,19 @@ from typing import Any
 import redis
 from celery import Task
 
+from executor.attestation import SIGNATURE_FIELD, NodeIdentity, sign_outcome
 from executor.capacity import detect_capacity
 from executor.celery_app import EXECUTE_JOB, app
 from executor.config import WorkerSettings
+from executor.egress import EgressPolicy, node_service_urls
 from executor.engines.base import Engine, EngineUnavailable
 from executor.engines.docker_engine import DockerEngine, Limits
 from executor.engines.wasm_engine import WasmEngine
+from executor.images import ImagePolicy
 from executor.ipfs import IpfsUnavailable, KuboClient
 from executor.locality import LocalityProbe, Supersession
 from executor.publish.ipfs import IpfsPublisher
+from executor.retention import published_results  # also: the retention sweep's worker signals
 from executor.runner import JobRunner, NodePolicy, NotForThisNode
 from executor.spec import parse_size
 from executor.storage import StorageRegistry
@@ -38,15 +42,20 @@ def build_runner(settings: WorkerSettings) -> JobRunner:
     kubo = KuboClient(settings.ipfs_api)
     log_bytes = parse_size(settings.log_limit)
     storage = StorageRegistry([
-        IpfsStorage(kubo, settings.input_fetch_timeout_s),
-        UrlStorage(parse_size(settings.url_max_size), settings.url_timeout_s),
+        IpfsStorage(kubo, settings.input_fetch_timeout_s, parse_size(settings.max_input_size),
+                    settings.max_input_files),
+        UrlStorage(parse_size(settings.url_max_size), settings.url_timeout_s,
+                   egress_policy(settings), settings.url_read_timeout_s),
         InlineStorage(),
     ])
     limits = Limits(pids=settings.pids_limit, log_bytes=log_bytes,
-                    tmp_bytes=parse_size(settings.tmp_size))
+                    tmp_bytes=parse_size(settings.tmp_size), user=settings.container_user,
+                    volume_bytes=parse_size(settings.image_volume_size))
     engines: dict[str, Engine] = {
-        "docker": DockerEngine(pull_policy=settings.pull_policy, limits=limits),
-        "wasm": WasmEngine(storage, log_bytes),
+        "docker": DockerEngine(pull_policy=settings.pull_policy, limits=limits,
+                               image_policy=ImagePolicy.parse(settings.image_allow)),
+        "wasm": WasmEngine(storage, log_bytes, parse_size(settings.wasm_max_module_size),
+                           settings.wasm_compile_timeout_s),
     }
     policy = NodePolicy(
         node_id=settings.node_id,
@@ -54,9 +63,21 @@ def build_runner(settings: WorkerSettings) -> JobRunner:
         allow_network=settings.allow_network,
         max_output_bytes=parse_size(settings.max_output_size),
         log_bytes=log_bytes,
+        max_input_bytes=parse_size(settings.max_input_size),
+        max_input_files=settings.max_input_files,
+        max_output_files=settings.max_output_files,
+        max_output_depth=settings.max_output_depth,
     )
-    return JobRunner(engines, storage, IpfsPublisher(kubo, settings.publish_retry_s), policy,
-                     settings.work_dir, ResultCache(settings.broker_url), LocalityProbe(kubo))
+    publisher = IpfsPublisher(kubo, settings.publish_retry_s, settings.max_output_depth,
+                              published_results(settings) if settings.result_retention_s > 0 else None)
+    return JobRunner(engines, storage, publisher, policy,
+                     settings.work_dir, ResultCache.for_node(settings), LocalityProbe(kubo))
+
+
+def egress_policy(settings: WorkerSettings) -> EgressPolicy:
+    """The node's one egress policy: the operator's allow-list; its own services always refused."""
+    services = node_service_urls([settings.ipfs_api, settings.broker_url], settings.egress_deny)
+    return EgressPolicy.from_settings(settings.egress_allow, services)
 
 
 @cache
@@ -85,12 +106,34 @@ def execute_job(self: Task, job_key: str, spec: str) -> dict[str, Any]:
     if self.request.id and _supersession().is_superseded(self.request.id):
         log.info("job %s: task %s was re-routed by the bridge; skipping it", job_key,
                  self.request.id)
-        return {"job_key": job_key, "status": "superseded", "node": WorkerSettings().node_id}
-    log.info("job %s: starting (attempt %s)", job_key, self.request.retries)
+        return _signed(self.request.id, spec, {"job_key": job_key, "status": "superseded",
+                                                "node": WorkerSettings().node_id})
+    attempt = attempt_of(self.request.id, self.request.retries)
+    log.info("job %s: starting (attempt %s)", job_key, attempt)
     try:
-        outcome = _runner().run(job_key, spec, attempt=str(self.request.retries))
+        outcome = _runner().run(job_key, spec, attempt=attempt)
     except NotForThisNode as exc:
         log.info("job %s: %s: handing it back to the queue", job_key, exc)
         raise self.retry(countdown=5, max_retries=MAX_OUTAGE_RETRIES + 100) from exc
     log.info("job %s: %s %s", job_key, outcome.status, outcome.result_cid or outcome.reason)
-    return outcome.to_dict()
+    return _signed(self.request.id, spec, outcome.to_dict())
+
+
+@cache
+def _identity() -> NodeIdentity:
+    return WorkerSettings().node_identity()
+
+
+def _signed(task_id: str | None, spec: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The outcome with this node's signature, bound to the task id (job key and attempt) and the
+    spec run: the bridge counts only results signed by a registered node key."""
+    signature = sign_outcome(_identity().key, task_id or "", fields, spec=spec)
+    return {**fields, SIGNATURE_FIELD: signature}
+
+
+def attempt_of(task_id: str | None, retries: int) -> str:
+    """The bridge's attempt number, the last part of its task id (`{job_key}:{attempt}`): two
+    attempts of one job on one node get their own directory and container. Celery's retry count
+    for a task sent otherwise."""
+    suffix = (task_id or "").rpartition(":")[2]
+    return suffix if suffix.isdigit() and ":" in (task_id or "") else str(retries)

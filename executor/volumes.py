@@ -1,57 +1,75 @@
-"""The job's result directory on a filesystem of its own, so its size is capped while it runs.
+"""The job's result directory and its inputs on filesystems of their own, so their size is capped.
 
 Each job's result directory (`stdout`, `stderr`, the output folders) lives on a sparse ext4 image,
 loop-mounted by the worker: a job that writes past the cap gets `ENOSPC` inside the container and
-cannot fill the node's disk. Creating one takes about 10 ms whatever the size (sparse file, lazy
-inode tables). It needs root (mount); without it the worker falls back to a plain directory and
-checks the size only after the run.
+cannot fill the node's disk. Its inputs are fetched onto another (`InputVolume`), sized by the
+node's input cap and the job's `resources.disk`, with an inode count to match the file cap: an
+input whose DAG lies about its size stops at `ENOSPC` too. Creating one takes about 10 ms whatever
+the size (sparse file, lazy inode tables). It needs root (mount); without it the worker falls back
+to a plain directory and checks the size only after the run (inputs: as they stream).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
 import subprocess
 from pathlib import Path
+
+from executor.tree import remove
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+KEPT_PREFIX = "published.sqlite"  # the record of results published (executor.retention): kept
+INODE_BYTES = 256  # ext4's inode size: what each reserved inode costs on the image
 
 
-class ResultVolume:
-    def __init__(self, job_dir: Path, cap_bytes: int, room_for_logs: int) -> None:
-        self.cap_bytes = cap_bytes
-        self._image = job_dir / "result.img"
-        self._mountpoint = job_dir / "result-fs"
+class CappedVolume:
+    """A directory (`path`) on a sparse ext4 image of `size` bytes with at least `inodes` inodes,
+    loop-mounted under the job directory as `<name>-fs`."""
+
+    def __init__(self, job_dir: Path, name: str, size: int, inodes: int | None = None) -> None:
+        self._image = job_dir / f"{name}.img"
+        self._mountpoint = job_dir / f"{name}-fs"
         self._mountpoint.mkdir(parents=True)
-        size = cap_bytes + room_for_logs + cap_bytes // 32 + 16 * MiB  # ext4 metadata
-        self.capped = _make_fs(self._image, self._mountpoint, size)
-        self.path = self._mountpoint / "result"  # not the fs root: it holds lost+found
+        self.capped = _make_fs(self._image, self._mountpoint, size, inodes)
+        self.path = self._mountpoint / name  # not the fs root: it holds lost+found
         self.path.mkdir()
-
-    def size_of(self, directory: Path) -> int:
-        """Bytes of the files under `directory` (what the job wrote to an output)."""
-        total = 0
-        for root, _dirs, files in os.walk(directory):
-            for name in files:
-                with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(root, name)).st_size
-        return total
 
     def close(self) -> None:
         if self.capped:
             _umount(self._mountpoint)
+        else:  # a plain directory: a job's tree may be too deep for shutil.rmtree
+            remove(self.path)
         self._image.unlink(missing_ok=True)
 
 
-def _make_fs(image: Path, mountpoint: Path, size: int) -> bool:
+class ResultVolume(CappedVolume):
+    def __init__(self, job_dir: Path, cap_bytes: int, room_for_logs: int) -> None:
+        self.cap_bytes = cap_bytes
+        size = cap_bytes + room_for_logs + cap_bytes // 32 + 16 * MiB  # ext4 metadata
+        super().__init__(job_dir, "result", size)
+
+
+class InputVolume(CappedVolume):
+    """Where a job's inputs are fetched: whatever an input's metadata claims, the job's inputs
+    cannot take more than `cap_bytes` (and `max_files` entries) of the node's disk."""
+
+    def __init__(self, job_dir: Path, cap_bytes: int, max_files: int) -> None:
+        self.cap_bytes = cap_bytes
+        inodes = max_files + 64
+        size = cap_bytes + inodes * INODE_BYTES + cap_bytes // 32 + 16 * MiB  # ext4 metadata
+        super().__init__(job_dir, "inputs", size, inodes)
+        if self.capped:  # the job's uid reads them: the fs root is root's, 0755
+            self.path.chmod(0o755)
+
+
+def _make_fs(image: Path, mountpoint: Path, size: int, inodes: int | None = None) -> bool:
     try:
         with image.open("wb") as handle:
             handle.truncate(size)
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
+        inode_args = ["-N", str(inodes)] if inodes else []
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", *inode_args,
                         "-E", "lazy_itable_init=1,nodiscard", str(image)],
                        check=True, capture_output=True, timeout=60)
         subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(image), str(mountpoint)],
@@ -74,7 +92,7 @@ def _umount(mountpoint: Path) -> None:
 def clean_work_dir(work_dir: Path) -> int:
     """Unmount and remove what an earlier (killed) run of this worker left; returns how many job
     directories there were."""
-    if not work_dir.exists():
+    if not work_dir.is_dir():
         return 0
     prefix = str(work_dir.resolve()) + "/"
     mounts = []
@@ -85,10 +103,10 @@ def clean_work_dir(work_dir: Path) -> int:
                 mounts.append(point)
     for point in sorted(mounts, reverse=True):
         _umount(Path(point))
-    stale = list(work_dir.iterdir())
+    stale = [e for e in work_dir.iterdir() if not e.name.startswith(KEPT_PREFIX)]
     for entry in stale:
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        try:
+            remove(entry)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", entry, exc)
     return len(stale)

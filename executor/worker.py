@@ -40,7 +40,8 @@ class Heartbeat:
                                            socket_connect_timeout=5)
         self._capacity = detect_capacity(settings.cpus, settings.memory, settings.gpus)
         self._data = DataIndex(settings.broker_url)
-        self._scanner = HoldingsScanner(KuboClient(settings.ipfs_api, timeout=10))
+        self._scanner = HoldingsScanner(KuboClient(settings.ipfs_api, timeout=10),
+                                        settings.max_heartbeat_holdings)
         self._concurrency = concurrency
         self._started = time.time()
         self._stop = threading.Event()
@@ -106,6 +107,7 @@ _heartbeat: Heartbeat | None = None
 @signals.worker_init.connect
 def _on_init(**_kwargs: Any) -> None:
     settings = WorkerSettings()
+    settings.node_identity()  # before the pool forks: a key created now is the one all sign with
     removed = clean_work_dir(settings.work_dir)
     if removed:
         log.info("removed %d job director(ies) left by an earlier run", removed)
@@ -119,6 +121,9 @@ def _on_ready(sender: Any = None, **_kwargs: Any) -> None:
     _heartbeat = Heartbeat(WorkerSettings(), concurrency)
     _heartbeat.start()
     log.info("heartbeat started for node %s", _heartbeat._settings.node_id)
+    log.info("node %s signs its results as %s (register this address with the bridge: "
+             "COD_NODE_ADDRESSES)", _heartbeat._settings.node_id,
+             _heartbeat._settings.node_identity().address)
 
 
 @signals.worker_shutdown.connect

@@ -78,6 +78,7 @@ class Chain:
 
 @contextmanager
 def anvil_chain(min_fee: int = 10**15, window: int = 3600, block_time: int = 0,
+                callback_gas_price: int = 10**9,
                 rpc_timeout: float = 30.0, extra_args: tuple[str, ...] = ()) -> Iterator[Chain]:
     port = free_port()
     args = [find_anvil(), "--port", str(port), "--mnemonic", ANVIL_MNEMONIC, "--silent",
@@ -98,10 +99,10 @@ def anvil_chain(min_fee: int = 10**15, window: int = 3600, block_time: int = 0,
                     raise
                 time.sleep(0.1)
         owner = TxSender(w3, dev_key(0))
-        address = owner.deploy("JobManager", min_fee, window, 2_000_000)
-        manager = job_manager(w3, address)
         oracle_key = dev_key(1)
-        owner.transact(manager.functions.setOracle(TxSender(w3, oracle_key).address, True))
+        address = owner.deploy("JobManager", min_fee, window, 2_000_000, callback_gas_price,
+                               [TxSender(w3, oracle_key).address])
+        manager = job_manager(w3, address)
         yield Chain(url, w3, manager, owner, oracle_key, process)
     finally:
         process.terminate()

@@ -52,6 +52,8 @@ def job_list(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Jobs per page.")] = 10,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many (newest first).")] = 0,
     reverse: Annotated[bool, typer.Option("--reverse", help="Oldest first.")] = False,
+    cursor: Annotated[str | None, typer.Option(help="Go on from a page's next cursor (printed "
+                                               "below the table).")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Do not shorten addresses and CIDs.")
                     ] = False,
     output: Output = OutputFormat.table,
@@ -63,7 +65,7 @@ def job_list(
 
         requester = Account.from_key(load_settings(key=True).require_key()).address
     since_ts = parse_since(since) if since else None
-    page = JobReader(settings).list(status, requester, since_ts, limit, offset, reverse)
+    page = JobReader(settings).list(status, requester, since_ts, limit, offset, reverse, cursor)
 
     def table() -> None:
         grid = Table(box=None, pad_edge=False)
@@ -75,8 +77,11 @@ def job_list(
                          _short(job.image, wide, 24), job.node or "",
                          _short(job.result_cid, wide))
         console.print(grid)
-        more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
-        err.print(f"{len(page.jobs)} of {page.total} job(s){more}")
+        more = f"; next page: --cursor {page.next_cursor}" if page.next_cursor is not None else ""
+        if page.next_offset is not None and page.total is not None:
+            more = f"; next page: --offset {page.next_offset}"
+        total = f" of {page.total}" if page.total is not None else ""
+        err.print(f"{len(page.jobs)}{total} job(s){more}")
 
     render(page, output, table)
 

@@ -115,18 +115,22 @@ def contracts_deploy(
     min_fee_wei: Annotated[int, typer.Option(help="Minimum fee per job.")] = 10**15,
     job_window: Annotated[int, typer.Option(help="Seconds from request to deadline.")] = 3600,
     max_callback_gas: Annotated[int, typer.Option(help="Largest callback gas limit.")] = 2_000_000,
+    callback_gas_price: Annotated[int, typer.Option(
+        help="Wei per gas of callback a request pays for (at least the gas price you expect).")
+    ] = 10**9,
     oracle: Annotated[list[str] | None, typer.Option(help="Oracle address to authorise.")] = None,
 ) -> None:
-    """Deploy a JobManager from COD_PRIVATE_KEY and authorise oracles; prints its address."""
-    from bridge.chain import ChainError, TxSender, connect, job_manager
+    """Deploy a JobManager from COD_PRIVATE_KEY with its first oracles; prints its address.
+
+    Oracles named here are authorised at once; ones added later take effect after the contract's
+    ORACLE_DELAY (announced on-chain)."""
+    from bridge.chain import ChainError, TxSender, connect
 
     settings = BridgeSettings()
     try:
         sender = TxSender(connect(settings.rpc_url), settings.require_key())
-        address = sender.deploy("JobManager", min_fee_wei, job_window, max_callback_gas)
-        manager = job_manager(sender.w3, address)
-        for account in oracle or []:
-            sender.transact(manager.functions.setOracle(account, True))
+        address = sender.deploy("JobManager", min_fee_wei, job_window, max_callback_gas,
+                                callback_gas_price, list(oracle or []))
     except (ChainError, ValueError) as exc:
         fail(str(exc), ENVIRONMENT)
     print(f"export COD_CONTRACT={address}")

@@ -27,7 +27,8 @@ from bridge.jobs import JobClient, format_wei, parse_fee, validate_spec
 from bridge.queries import JobReader
 from bridge.views import iso
 
-PLACEHOLDER_CID = "bafkreiplaceholderforalocalinputaddedtoipfs"
+# A real CID (identity of "cod-cid-placeholder") standing for a local input not yet added to IPFS.
+PLACEHOLDER_CID = "bafkqae3dn5sc2y3jmqwxa3dbmnswq33mmrsxe"
 
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job to finish.")]
 IdOnly = Annotated[bool, typer.Option("--id-only", help="Print only the job id.")]

@@ -15,6 +15,9 @@ interface IJobManager {
     }
 
     /// @notice What the JobManager keeps per job. The spec itself is only emitted, never stored.
+    /// `callbackGasLimit` is 0 for a job without consumer; `failureFee` is the oracle's share on
+    /// `failJob`, fixed at request time; `requestHash` binds fulfilments to this very request
+    /// (see `requestJob`). Field order is part of the ABI: off-chain code decodes it by position.
     struct Job {
         address requester;
         address consumer;
@@ -23,13 +26,15 @@ interface IJobManager {
         uint32 callbackGasLimit;
         JobStatus status;
         uint8 exitCode;
+        uint96 failureFee;
         string resultCid;
+        bytes32 requestHash;
     }
 
     // ----------------------------------------------------------------------------------- errors
 
-    /// @dev `msg.value` is below the minimum fee.
-    error JobManagerFeeTooLow(uint256 fee, uint256 minFee);
+    /// @dev `msg.value` is below the fee the request needs (`quoteFee`).
+    error JobManagerFeeTooLow(uint256 fee, uint256 requiredFee);
     /// @dev `msg.value` does not fit in a uint96.
     error JobManagerFeeTooHigh(uint256 fee);
     /// @dev The spec is empty or longer than `MAX_SPEC_BYTES`.
@@ -66,22 +71,33 @@ interface IJobManager {
     error JobManagerInvalidMaxCallbackGasLimit(uint32 maxCallbackGasLimit);
     /// @dev The failure fee would exceed the minimum fee.
     error JobManagerFailureFeeAboveMinFee(uint96 failureFee, uint96 minFee);
+    /// @dev The `requestHash` given by the oracle is not the one stored for `jobId` (`expected` is 0
+    /// when the job does not exist): the transaction was meant for another request.
+    error JobManagerRequestMismatch(uint256 jobId, bytes32 expected, bytes32 given);
+    /// @dev No addition of `oracle` is scheduled (`effectiveAt` 0), or its delay has not elapsed.
+    error JobManagerOracleChangeNotReady(address oracle, uint64 effectiveAt);
+    /// @dev Renouncing ownership is disabled: it would freeze the oracle set and every parameter.
+    error JobManagerRenounceDisabled();
 
     // ----------------------------------------------------------------------------------- events
 
     /// @notice A job was requested; `spec` is the job's JSON spec (not stored on-chain).
+    /// `callbackGasLimit` is as stored (0 without consumer); `requestHash` is what `fulfillJob`
+    /// and `failJob` must quote.
     event JobRequested(
         uint256 indexed jobId,
         address indexed requester,
         address indexed consumer,
         string spec,
         uint256 fee,
-        uint64 deadline
+        uint64 deadline,
+        uint32 callbackGasLimit,
+        bytes32 requestHash
     );
-    /// @notice A job was fulfilled by an oracle.
-    event JobCompleted(uint256 indexed jobId, string resultCid, uint8 exitCode);
-    /// @notice A job was failed by an oracle.
-    event JobFailed(uint256 indexed jobId, string reason);
+    /// @notice A job was fulfilled by `oracle`.
+    event JobCompleted(uint256 indexed jobId, string resultCid, uint8 exitCode, address indexed oracle);
+    /// @notice A job was failed by `oracle`.
+    event JobFailed(uint256 indexed jobId, string reason, address indexed oracle);
     /// @notice A job was cancelled by its requester after its deadline.
     event JobCancelled(uint256 indexed jobId);
     /// @notice The consumer's callback for `jobId` reverted or ran out of gas; `reason` is its
@@ -89,8 +105,12 @@ interface IJobManager {
     event CallbackFailed(uint256 indexed jobId, bytes reason);
     /// @notice `account` withdrew `amount` to `to`.
     event Withdrawn(address indexed account, address to, uint256 amount);
-    /// @notice An oracle was allowed or disallowed.
+    /// @notice An oracle was allowed (effective now) or disallowed.
     event OracleSet(address indexed oracle, bool allowed);
+    /// @notice Adding `oracle` was scheduled; `activateOracle` makes it effective from `effectiveAt`.
+    event OracleChangeScheduled(address indexed oracle, uint64 effectiveAt);
+    /// @notice The gas price (wei per gas) at which callback gas is charged changed.
+    event CallbackGasPriceSet(uint96 callbackGasPrice);
     /// @notice The minimum fee changed.
     event MinFeeSet(uint96 minFee);
     /// @notice The failure fee changed.
@@ -102,10 +122,12 @@ interface IJobManager {
 
     // -------------------------------------------------------------------------------- functions
 
-    /// @notice Requests a job; `msg.value` is the fee, escrowed until the job is settled.
+    /// @notice Requests a job; `msg.value` is the fee, escrowed until the job is settled. It must be
+    /// at least `quoteFee(consumer, callbackGasLimit)`.
     /// @param spec The job spec (JSON text), 1..MAX_SPEC_BYTES bytes; emitted, not stored.
     /// @param consumer The contract to call back, or the zero address for no callback.
-    /// @param callbackGasLimit Exact gas for the callback, at most `maxCallbackGasLimit`.
+    /// @param callbackGasLimit Exact gas for the callback, at most `maxCallbackGasLimit`; stored as
+    /// 0 when `consumer` is the zero address.
     /// @return jobId The new job's id (ids start at 1).
     function requestJob(string calldata spec, address consumer, uint32 callbackGasLimit)
         external
@@ -134,4 +156,10 @@ interface IJobManager {
 
     /// @notice Returns the current maximum callback gas limit.
     function maxCallbackGasLimit() external view returns (uint32);
+
+    /// @notice Returns the smallest fee `requestJob(spec, consumer, callbackGasLimit)` accepts now:
+    /// `minFee + (consumer == address(0) ? 0 : callbackGasLimit) * callbackGasPrice`.
+    /// @param consumer The consumer the request will name (zero: no callback, no callback charge).
+    /// @param callbackGasLimit The callback gas limit the request will ask for.
+    function quoteFee(address consumer, uint32 callbackGasLimit) external view returns (uint256);
 }

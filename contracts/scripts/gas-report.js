@@ -76,9 +76,11 @@ const CHAINLINK = {
 
 async function main() {
   const [, oracle, requester] = await ethers.getSigners();
-  const manager = await (await ethers.getContractFactory("JobManager")).deploy(FEE, 3600, 2_000_000);
+  // callbackGasPrice 0: every request pays FEE, so the figures compare with the earlier reports
+  const manager = await (await ethers.getContractFactory("JobManager")).deploy(FEE, 3600, 2_000_000, 0, [oracle.address]);
   const managerAddr = await manager.getAddress();
-  await manager.setOracle(oracle.address, true);
+  const rh = async (id) => (await manager.getJob(id)).requestHash;
+  const fulfil = async (id, cid, opts = {}) => manager.connect(oracle).fulfillJob(id, await rh(id), cid, 0, opts);
   const probe = await (await ethers.getContractFactory("GasProbeConsumer")).deploy();
   const consumer = await (await ethers.getContractFactory("TestConsumer")).deploy(managerAddr);
   await requester.sendTransaction({ to: await consumer.getAddress(), value: 10n * FEE });
@@ -103,20 +105,20 @@ async function main() {
   await req(); // job 4: a second job without consumer
   await add("requestFromContract", "requestJob from a JobConsumer contract",
     consumer.request(SPEC, FEE, 100_000), "TestConsumer.request → JobManager.requestJob (job 5)");
-  await add("fulfilFirst", "fulfillJob (no consumer, oracle's first credit)", manager.connect(oracle).fulfillJob(1n, CID_OUT, 0),
+  await add("fulfilFirst", "fulfillJob (no consumer, oracle's first credit)", fulfil(1n, CID_OUT),
     "59-char CIDv1; withdrawable slot goes 0 → non-zero");
-  await add("fulfil", "fulfillJob (no consumer)", manager.connect(oracle).fulfillJob(4n, CID_OUT, 0),
+  await add("fulfil", "fulfillJob (no consumer)", fulfil(4n, CID_OUT),
     "59-char CIDv1; oracle already has a balance");
-  await add("fulfilProbe", "fulfillJob (trivial consumer)", manager.connect(oracle).fulfillJob(3n, CID_OUT, 0),
+  await add("fulfilProbe", "fulfillJob (trivial consumer)", fulfil(3n, CID_OUT),
     "callback does one SSTORE");
   await add("fulfilConsumer", "fulfillJob (JobConsumer records the result)",
-    manager.connect(oracle).fulfillJob(5n, CID_OUT, 0), "TestConsumer stores job id, CID, exit code; ~5 SSTOREs");
-  await add("fail", "failJob (no consumer)", manager.connect(oracle).failJob(2n, "image not found"), "refund to requester");
+    fulfil(5n, CID_OUT), "TestConsumer stores job id, CID, exit code; ~5 SSTOREs");
+  await add("fail", "failJob (no consumer)", manager.connect(oracle).failJob(2n, await rh(2n), "image not found"), "refund to requester");
 
   await add("pipelineStart", "TwoStagePipeline.start", pipeline.start(CID_IN, { value: 2n * FEE }), "requests stage 1 (job 6)");
-  await add("chain", "fulfillJob (chaining: TwoStagePipeline stage 1)", manager.connect(oracle).fulfillJob(6n, CID_OUT, 0),
+  await add("chain", "fulfillJob (chaining: TwoStagePipeline stage 1)", fulfil(6n, CID_OUT),
     "callback requests stage 2 (job 7)");
-  await add("pipelineFinal", "fulfillJob (TwoStagePipeline stage 2, final)", manager.connect(oracle).fulfillJob(7n, CID_IN, 0),
+  await add("pipelineFinal", "fulfillJob (TwoStagePipeline stage 2, final)", fulfil(7n, CID_IN),
     "callback records the final CID");
 
   await req(); // job 8
@@ -124,6 +126,22 @@ async function main() {
   await add("cancel", "cancelJob", manager.connect(requester).cancelJob(8n), "after the deadline");
   await add("withdraw", "withdraw", manager.connect(requester).withdraw(), "refunds to an EOA");
   await add("withdrawOracle", "withdraw (oracle)", manager.connect(oracle).withdraw(), "fees to an EOA");
+
+  // The oracle's worst cases, which minFee and failureFee must cover (docs/contracts.md, "Fees"):
+  // every balance slot written is fresh (0 → non-zero), no gas refund (job 9 stays escrowed).
+  const griefer = await (await ethers.getContractFactory("GasGriefingConsumer")).deploy();
+  await manager.setFailureFee(FEE / 2n); // the oracle's and the requester's balance both written
+  await req(); // job 9
+  await req(await griefer.getAddress(), 2_000_000); // job 10
+  await req(await griefer.getAddress(), 2_000_000); // job 11
+  await add("failWorst", "failJob, oracle's worst case",
+    manager.connect(oracle).failJob(11n, await rh(11n), "r".repeat(1024), { gasLimit: 3_000_000 }),
+    "1,024-byte reason, failure fee > 0, consumer (limit 2,000,000) burns the capped 50,000");
+  await manager.connect(oracle).withdraw();
+  await add("fulfilWorst", "fulfillJob, oracle's worst case",
+    manager.connect(oracle).fulfillJob(10n, await rh(10n), "b".repeat(128), 255, { gasLimit: 3_000_000 }),
+    "128-byte CID, consumer burns its whole 2,000,000-gas limit");
+  rows[rows.length - 1].note += `: ${(m.fulfilWorst.gas - 2_000_000).toLocaleString("en-US")} gas beyond the callback`;
   const maxSpec = SPEC + " ".repeat(8192 - SPEC.length); // MAX_SPEC_BYTES (trailing spaces are valid JSON)
   await add("requestMax", "requestJob from a JobConsumer contract (largest spec)",
     consumer.request(maxSpec, FEE, 100_000), "8,192-byte spec (MAX_SPEC_BYTES)");
@@ -137,7 +155,7 @@ async function main() {
         managerAddr, PREFIX, SUFFIX, PREFIX, SUFFIX, FEE, limit);
       await p.start(CID_IN, { value: 2n * FEE });
       const jobId = (await manager.nextJobId()) - 1n;
-      await manager.connect(oracle).fulfillJob(jobId, CID_OUT, 0, { gasLimit: 5_000_000 });
+      await fulfil(jobId, CID_OUT, { gasLimit: 5_000_000 });
       return (await p.getRun(1n)).status === 2n; // STAGE2_PENDING
     }),
     note: `${SPEC.length}-byte stage specs`,
@@ -151,7 +169,7 @@ async function main() {
         const first = await manager.nextJobId();
         await f.start(Array(n).fill(CID_IN), { value: BigInt(n + 1) * FEE });
         for (let i = 0; i < n; i++) {
-          await manager.connect(oracle).fulfillJob(first + BigInt(i), CID_OUT, 0, { gasLimit: 5_000_000 });
+          await fulfil(first + BigInt(i), CID_OUT, { gasLimit: 5_000_000 });
         }
         return (await f.getBatch(1n)).status === 2n; // COMBINING
       }),
@@ -224,7 +242,7 @@ async function main() {
       "coordinator, updates the subscription's blocked balance and the consumer's request counter, and emits " +
       "events from the client, the router and the coordinator; a fulfilment verifies an OCR report signed by the DON (one `ecrecover` per signer), checks " +
       "the commitment, calls back with exact gas and bills the subscription in LINK. cod's request stores one " +
-      "job record (3 slots) and emits the spec once. Neither stores the request text; what grows with its size " +
+      "job record (4 slots, one the request hash a fulfilment must quote) and emits the spec once. Neither stores the request text; what grows with its size " +
       "is calldata, memory and log data (8 gas a byte), and Functions logs it twice (router's `RequestStart`, " +
       "coordinator's `OracleRequest`) and hashes it, over a limit almost 4× cod's — hence the gap in the " +
       "largest-request row. cod's fulfilment is sent by a single authorised oracle key (no " +

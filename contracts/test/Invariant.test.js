@@ -5,6 +5,9 @@
 //   balance(JobManager) == totalEscrowed + sum(withdrawable)
 //   totalEscrowed       == sum of the fees of Requested jobs
 //   withdrawable[a]     == what the fee rules give a, for every account a
+// (each job's failure split uses the failureFee in force when it was requested; callback gas is
+// priced, so some random requests pay too little and must revert), and every JobRequested carries
+// the requestHash the model computes, every JobCompleted / JobFailed the oracle that sent it.
 // The model computes the money on its own from the fee rules; the chain's events only say which
 // jobs changed. A reverted operation must change nothing.
 const { expect } = require("chai");
@@ -36,8 +39,11 @@ describe("JobManager invariant (random operation sequences)", function () {
     it(`holds after each of ${OPS} random operations (seed ${seed})`, async function () {
       const rand = prng(seed);
       const pick = (xs) => xs[Math.floor(rand() * xs.length)];
-      const { manager, owner, oracle, oracle2 } = await H.deployManager();
+      const gasPrice = 10n ** 9n; // 1 gwei per callback gas: 50k gas adds 5e13 wei to the fee
+      const { manager, owner, oracle, oracle2 } = await H.deployManager(gasPrice);
       await manager.connect(owner).setOracle(oracle2.address, true);
+      await time.increase(await manager.ORACLE_DELAY());
+      await manager.activateOracle(oracle2.address);
       const managerAddr = await manager.getAddress();
       const signers = await ethers.getSigners();
       const requesters = signers.slice(5, 9);
@@ -48,13 +54,14 @@ describe("JobManager invariant (random operation sequences)", function () {
         await (await ethers.getContractFactory("GasProbeConsumer")).deploy().then((c) => c.getAddress()),
       ];
       // a JobConsumer that requests its stage 2 from inside the stage-1 callback
+      const stageFee = H.MIN_FEE + H.DEFAULT_CALLBACK_GAS * gasPrice;
       const pipeline = await (await ethers.getContractFactory("TwoStagePipeline")).deploy(
-        managerAddr, H.specPrefix(1), H.SPEC_SUFFIX, H.specPrefix(2), H.SPEC_SUFFIX, H.MIN_FEE, H.DEFAULT_CALLBACK_GAS,
+        managerAddr, H.specPrefix(1), H.SPEC_SUFFIX, H.specPrefix(2), H.SPEC_SUFFIX, stageFee, H.DEFAULT_CALLBACK_GAS,
       );
       const pipelineAddr = await pipeline.getAddress();
 
       // the model
-      const jobs = new Map(); // id → {requester, fee, status}
+      const jobs = new Map(); // id → {requester, fee, failureFee, status}
       const owed = new Map(); // account → wei the fee rules say it can withdraw
       let failureFee = 0n;
       const credit = (account, amount) => owed.set(account, (owed.get(account) || 0n) + amount);
@@ -65,7 +72,7 @@ describe("JobManager invariant (random operation sequences)", function () {
       };
 
       /** Applies the fee rules to the jobs the receipt's events say changed. */
-      function apply(receipt, sender) {
+      async function apply(receipt, sender) {
         for (const log of receipt.logs) {
           if (log.address !== managerAddr) continue;
           const ev = manager.interface.parseLog(log);
@@ -73,19 +80,23 @@ describe("JobManager invariant (random operation sequences)", function () {
           const id = ev.args.jobId;
           if (ev.name === "JobRequested") {
             expect(jobs.has(id)).to.equal(false);
-            jobs.set(id, { requester: ev.args.requester, fee: ev.args.fee, status: REQUESTED });
+            const { requester, consumer, spec, fee, callbackGasLimit } = ev.args;
+            expect(fee).to.be.gte(await manager.quoteFee(consumer, callbackGasLimit), "fee below the quote");
+            expect(ev.args.requestHash).to.equal(H.requestHash(id, requester, consumer, spec, fee, callbackGasLimit));
+            jobs.set(id, { requester, fee, failureFee, status: REQUESTED });
             if (ev.args.requester === pipelineAddr && receipt.to === managerAddr) counts.chained++;
             continue;
           }
           if (!["JobCompleted", "JobFailed", "JobCancelled"].includes(ev.name)) continue;
           const job = jobs.get(id);
           expect(job.status).to.equal(REQUESTED, `job ${id} settled twice`);
+          if (ev.name !== "JobCancelled") expect(ev.args.oracle).to.equal(sender, "event names another oracle");
           if (ev.name === "JobCompleted") {
             job.status = COMPLETED;
             credit(sender, job.fee);
           } else if (ev.name === "JobFailed") {
             job.status = FAILED;
-            const share = failureFee < job.fee ? failureFee : job.fee;
+            const share = job.failureFee; // fixed at request, never above the fee
             credit(sender, share);
             credit(job.requester, job.fee - share);
           } else {
@@ -121,7 +132,7 @@ describe("JobManager invariant (random operation sequences)", function () {
       async function attempt(sender, send) {
         try {
           const receipt = await (await send()).wait();
-          apply(receipt, sender.address);
+          await apply(receipt, sender.address);
           return receipt;
         } catch (e) {
           if (e.name === "AssertionError") throw e;
@@ -148,15 +159,15 @@ describe("JobManager invariant (random operation sequences)", function () {
           }
         } else if (r < 0.32) {
           const who = pick(requesters);
-          if (await attempt(who, () => pipeline.connect(who).start(H.CID_IN, { value: 2n * H.MIN_FEE }))) counts.request++;
+          if (await attempt(who, () => pipeline.connect(who).start(H.CID_IN, { value: 2n * stageFee }))) counts.request++;
         } else if (r < 0.5) {
           const who = pick(oracles);
           const id = openJob();
-          if (await attempt(who, () => manager.connect(who).fulfillJob(id, H.CID_1, rand() < 0.8 ? 0 : 1))) counts.fulfil++;
+          if (await attempt(who, async () => manager.connect(who).fulfillJob(id, await H.rh(manager, id), H.CID_1, rand() < 0.8 ? 0 : 1))) counts.fulfil++;
         } else if (r < 0.6) {
           const who = pick(oracles);
           const id = openJob();
-          if (await attempt(who, () => manager.connect(who).failJob(id, "no"))) counts.fail++;
+          if (await attempt(who, async () => manager.connect(who).failJob(id, await H.rh(manager, id), "no"))) counts.fail++;
         } else if (r < 0.7) {
           const id = openJob();
           const who = rand() < 0.85 ? signers.find((s) => s.address === jobs.get(id).requester) || pick(requesters) : pick(requesters);

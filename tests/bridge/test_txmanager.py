@@ -76,7 +76,7 @@ def test_reverting_call_is_fatal_and_burns_no_nonce(chain: Chain, tmp_path: Path
     txm = manager(chain, tmp_path)
     # fulfilling a job that does not exist reverts at estimation
     bad = txm.enqueue("bad", str(chain.manager.address),
-                      calldata(chain.manager.functions.fulfillJob(999, "bafyx", 0)))
+                      calldata(chain.manager.functions.fulfillJob(999, b"\0" * 32, "bafyx", 0)))
     good = txm.enqueue("good", txm.address, "0x")
     txm.process()
     txm.process()

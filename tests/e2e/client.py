@@ -42,8 +42,9 @@ class Requester:
 
     def request(self, spec: JobSpec | str, consumer: str = "0x" + "0" * 40, gas: int = 0) -> int:
         text = spec if isinstance(spec, str) else spec.to_json()
+        fee = int(self.manager.functions.quoteFee(consumer, gas).call())
         receipt = self.sender.transact(
-            self.manager.functions.requestJob(text, consumer, gas), value=self.fee)
+            self.manager.functions.requestJob(text, consumer, gas), value=fee)
         events = self.manager.events.JobRequested().process_receipt(receipt, errors=DISCARD)
         return int(events[0]["args"]["jobId"])
 

@@ -92,7 +92,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     """The whole stack with three workers of distinct node ids. Short heartbeats and visibility
     timeout, so a killed node's job comes back within seconds."""
     stack = DevStack(Path(tmp_path_factory.mktemp("cluster")), preferred_ports=False,
-                     with_worker=False,
+                     with_worker=False, nodes=CLUSTER_NODES,
                      worker_env={"COD_INPUT_FETCH_TIMEOUT_S": "10", "COD_HEARTBEAT_INTERVAL_S": "1",
                                  "COD_VISIBILITY_TIMEOUT_S": "6"})
     stack.start()

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import docker
 
@@ -20,6 +22,24 @@ from executor.nodes import list_nodes
 from executor.spec import JobSpec
 from tests.e2e.client import Requester, settings_for
 from tests.executor.conftest import CLUSTER_NODES
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, probe: Callable[[], T], timeout: float = 60) -> T:
+    """Poll `probe` until it returns something truthy, or fail naming `what` at the deadline.
+    Every wait in this file is one of these: a loaded machine changes how long, never whether."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def live_node_ids(stack: DevStack) -> set[str]:
+    return {n.node_id for n in list_nodes(stack.env["COD_BROKER_URL"])}
 
 
 def requester_for(stack: DevStack) -> Requester:
@@ -38,6 +58,7 @@ def shell(script: str, **fields: object) -> JobSpec:
 
 
 def test_node_list_shows_every_live_node(cluster: DevStack) -> None:
+    wait_until("every node's first heartbeat", lambda: live_node_ids(cluster) >= set(CLUSTER_NODES))
     output = subprocess.run(
         [sys.executable, "-m", "bridge.cli", "node", "list", "--output", "json"], check=True,
         capture_output=True, text=True, env={**os.environ, **cluster.env}).stdout
@@ -56,9 +77,7 @@ def test_a_node_killed_mid_job_its_job_reruns_elsewhere_once(cluster: DevStack) 
     ledger, key = ledger_job(cluster, requester, job_id)
     victim = _node_running(cluster, f"{key}:1", timeout=60)
     client = docker.from_env()
-    deadline = time.monotonic() + 30
-    while not _containers(client, victim) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(f"{victim}'s container", lambda: _containers(client, victim), timeout=30)
     cluster.kill_worker(victim)  # while its container runs
     assert len(_containers(client, victim)) == 1  # Docker keeps the dead node's container
 
@@ -74,8 +93,9 @@ def test_a_node_killed_mid_job_its_job_reruns_elsewhere_once(cluster: DevStack) 
     assert starts == 1
 
     cluster.start_worker(victim)  # the node comes back: it removes what it left behind
-    assert _containers(client, victim) == []
-    assert victim in {n.node_id for n in list_nodes(cluster.env["COD_BROKER_URL"])}
+    wait_until(f"{victim} removing its dead container", lambda: _containers(client, victim) == [])
+    # its first heartbeat comes after "ready": read the node list once it has
+    wait_until(f"{victim} back in the node list", lambda: victim in live_node_ids(cluster))
 
 
 def test_a_job_no_node_can_serve_waits_visibly_then_fails(cluster: DevStack) -> None:
@@ -95,11 +115,18 @@ def test_a_job_no_node_can_serve_waits_visibly_then_fails(cluster: DevStack) -> 
 def test_kubo_down_for_a_while_delays_the_job_but_does_not_lose_it(cluster: DevStack) -> None:
     requester = requester_for(cluster)
     cid = KuboClient(cluster.env["COD_IPFS_API"]).add_bytes(b"still here\n", "in.txt")
+    logs = [cluster.logs / f"worker-{n}.log" for n in CLUSTER_NODES]
+    offsets = [log.stat().st_size if log.exists() else 0 for log in logs]
     cluster.stop_process("kubo")
     try:
         job_id = requester.request(shell("cat /inputs/in.txt", inputs=[
             {"source": f"ipfs://{cid}", "target": "/inputs/in.txt"}]))
-        time.sleep(8)  # the node retries with backoff meanwhile
+
+        def retried() -> bool:  # a node met the outage and scheduled a retry (Celery's line)
+            return any(b"Retry in" in log.read_bytes()[offset:] for log, offset in zip(
+                logs, offsets, strict=True) if log.exists())
+
+        wait_until("a node retrying the job while Kubo is down", retried)
         assert read_job(requester.manager, job_id).status == JobStatus.REQUESTED  # not failed
     finally:
         cluster.start_kubo()

@@ -56,8 +56,9 @@ def http_url() -> Iterator[str]:
     server.shutdown()
 
 
-def test_url_input_is_mounted_read_only(runner: JobRunner, kubo: KuboClient, http_url: str
+def test_url_input_is_mounted_read_only(make_runner: RunnerFactory, kubo: KuboClient, http_url: str
                                         ) -> None:
+    runner = make_runner(egress_allow="127.0.0.1")  # the test server is on loopback (executor.egress)
     spec = sh("cat /inputs/t.txt", inputs=[{"source": f"{http_url}/text", "target": "/inputs/t.txt"}])
     outcome = run(runner, spec)
     assert kubo.cat(f"{outcome.result_cid}/stdout") == b"hello from a URL\n"
@@ -65,7 +66,7 @@ def test_url_input_is_mounted_read_only(runner: JobRunner, kubo: KuboClient, htt
 
 def test_url_input_over_the_size_cap_or_missing_fails_clearly(
         make_runner: RunnerFactory, http_url: str) -> None:
-    runner = make_runner(url_max_size="1Mi")
+    runner = make_runner(url_max_size="1Mi", egress_allow="127.0.0.1")
     big = run(runner, sh("true", inputs=[{"source": f"{http_url}/zeros/{2 * 1024**2}",
                                           "target": "/inputs/z"}]))
     assert big.status == "failed"
@@ -101,9 +102,10 @@ import json, resource, sys
 from pathlib import Path
 from executor.ipfs import KuboClient
 from executor.storage.ipfs import IpfsStorage
+from executor.egress import EgressPolicy
 from executor.storage.url import UrlStorage
 kind, source, dest, api = sys.argv[1:5]
-provider = (UrlStorage(2 * 1024**3, 300) if kind == "url"
+provider = (UrlStorage(2 * 1024**3, 300, EgressPolicy.from_settings("127.0.0.1", [])) if kind == "url"
             else IpfsStorage(KuboClient(api), 300))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 provider.fetch(source, Path(dest))

@@ -29,8 +29,8 @@ MB = 1_000_000
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     stack = DevStack(Path(tmp_path_factory.mktemp("locality")), block_time=1,
-                     preferred_ports=False, with_worker=False,
-                     bridge_env={"COD_RECONCILE_INTERVAL_S": "1", "COD_LOCALITY_WAIT_S": "8"},
+                     preferred_ports=False, with_worker=False, nodes=NODES,
+                     bridge_env={"COD_RECONCILE_INTERVAL_S": "1", "COD_LOCALITY_WAIT_S": "15"},
                      worker_env={"COD_HEARTBEAT_INTERVAL_S": "1"})
     stack.start()
     try:
@@ -176,7 +176,7 @@ def test_busy_data_node_does_not_hold_a_job_back(cluster: DevStack, requester: R
     outcome = requester.wait(waiting, timeout=120)
     assert outcome.job.status == JobStatus.COMPLETED
     assert ran_on(cluster, requester, waiting) in {"node-a", "node-c"}
-    assert any(e.startswith("re-routed: node-b did not start it within 8 s")
+    assert any(e.startswith("re-routed: node-b did not start it within 15 s")
                for e in timeline(cluster, requester, waiting))
     assert requester.wait(busy, timeout=120).job.status == JobStatus.COMPLETED
     assert len(requester.events("JobCompleted", waiting)) == 1

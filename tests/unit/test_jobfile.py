@@ -25,7 +25,7 @@ Tasks:
     Env: {B: "2"}
     InputSources:
       - Target: /in
-        Source: {Type: ipfs, Params: {CID: bafkreidvkskpsgfvnp5qdoeschlih3sd4xx2apdawiyjrawhrf4f46njoi}}
+        Source: {Type: ipfs, Params: {CID: bafkqaaa}}
       - Target: /web/data.csv
         Source: {Type: urlDownload, Params: {URL: "https://example.org/data.csv"}}
     ResultPaths: [{Name: out, Path: /out}]
@@ -43,7 +43,7 @@ def test_a_bacalhau_job_translates_field_by_field() -> None:
     assert spec.entrypoint == ["/bin/bash", "-c", "ls /in"]
     assert spec.env == {"A": "1", "B": "2"} and spec.workdir == "/work"
     assert [(i.source, i.target) for i in spec.inputs] == [
-        ("ipfs://bafkreidvkskpsgfvnp5qdoeschlih3sd4xx2apdawiyjrawhrf4f46njoi", "/in"),
+        ("ipfs://bafkqaaa", "/in"),
         ("https://example.org/data.csv", "/web/data.csv")]
     assert [(o.name, o.path) for o in spec.outputs] == [("out", "/out")]
     assert (spec.resources.cpu, spec.resources.memory, spec.resources.disk,
@@ -60,11 +60,11 @@ Tasks:
   - Engine:
       Type: wasm
       Params:
-        EntryModule: {Source: {Type: ipfs, Params: {CID: bafkreidvkskpsgfvnp5qdoeschlih3sd4xx2a}}}
+        EntryModule: {Source: {Type: ipfs, Params: {CID: bafkqaaa}}}
         Parameters: [x]
 """))
     assert (spec.engine, spec.image, spec.entrypoint) == (
-        "wasm", "ipfs://bafkreidvkskpsgfvnp5qdoeschlih3sd4xx2a", ["x"])
+        "wasm", "ipfs://bafkqaaa", ["x"])
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -97,7 +97,7 @@ def test_what_does_not_map_is_refused(text: str, message: str) -> None:
 
 def test_our_own_format_passes_through_and_keeps_local_inputs() -> None:
     draft = parse_job_document('{"image": "x", "inputs": [{"source": "data.txt", '
-                               '"target": "/inputs/d"}, {"source": "ipfs://bafyabcdefghij", '
+                               '"target": "/inputs/d"}, {"source": "ipfs://bafkqaaa", '
                                '"target": "/inputs/e"}]}')
     assert draft.kind == "cod" and draft.local_inputs() == [0]
 

@@ -16,7 +16,8 @@ import {Cids} from "./Cids.sol";
 /// renders as `..."inputs":[` + entries + `],...`. Every CID is checked by `Cids.isPlausible`.
 /// The combine fee is held back (`reserved`) from the start of a batch. The last map callback
 /// requests the combine job, so `callbackGasLimit` must cover that; it grows with the batch size
-/// (measured with ~100-byte templates: ~270k gas for 1 input, ~300k for 4, ~410k for 16).
+/// (measured with ~200-byte templates: ~330k gas for 1 input, ~360k for 4, ~470k for 16), and `fee`
+/// must be at least `jobManager.quoteFee(address(this), callbackGasLimit)`.
 contract FanOutConsumer is JobConsumer, Ownable {
     uint8 public constant STATUS_NONE = 0;
     uint8 public constant STATUS_MAPPING = 1;
@@ -60,7 +61,6 @@ contract FanOutConsumer is JobConsumer, Ownable {
     error FanOutConsumerInvalidInputCount(uint256 count, uint256 maxCount);
     error FanOutConsumerInvalidCid(string cid);
     error FanOutConsumerInsufficientFunds(uint256 available, uint256 required);
-    error FanOutConsumerUnknownJob(uint256 jobId);
     error FanOutConsumerSendFailed(address to, uint256 amount);
 
     event BatchStarted(uint256 indexed batchId, uint256[] mapJobIds);
@@ -148,10 +148,10 @@ contract FanOutConsumer is JobConsumer, Ownable {
         if (!sent) revert FanOutConsumerSendFailed(to, amount);
     }
 
+    /// @dev `JobConsumer` lets only this contract's own unsettled jobs through: `ref` is set.
     function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {
         JobRef memory ref = _jobRefs[jobId];
         Batch storage batch = _batches[ref.batchId];
-        if (ref.batchId == 0) revert FanOutConsumerUnknownJob(jobId);
         if (ref.isCombine) {
             // status is COMBINING: a combine job is only cancelled together with its batch
             batch.finalCid = resultCid;
@@ -168,9 +168,9 @@ contract FanOutConsumer is JobConsumer, Ownable {
         if (--batch.remaining == 0) _requestCombine(ref.batchId, batch);
     }
 
+    /// @dev Fits in `FAIL_CALLBACK_GAS_LIMIT` with the longest reason (tested).
     function _onJobFailed(uint256 jobId, string calldata reason) internal override {
         JobRef memory ref = _jobRefs[jobId];
-        if (ref.batchId == 0) revert FanOutConsumerUnknownJob(jobId);
         Batch storage batch = _batches[ref.batchId];
         bool running = ref.isCombine ? batch.status == STATUS_COMBINING : batch.status == STATUS_MAPPING;
         if (running) _fail(ref.batchId, batch, jobId, reason);
@@ -193,11 +193,12 @@ contract FanOutConsumer is JobConsumer, Ownable {
             );
         }
         string memory spec = string.concat(combinePrefix, string(entries), combineSuffix);
-        try jobManager.requestJob{value: fee}(spec, address(this), callbackGasLimit) returns (uint256 id) {
+        (bool requested, uint256 id) = _tryRequestJob(spec, fee, callbackGasLimit);
+        if (requested) {
             batch.combineJobId = id;
             _jobRefs[id] = JobRef(uint128(batchId), 0, true);
             emit CombineRequested(batchId, id);
-        } catch {
+        } else {
             batch.status = STATUS_FAILED;
             emit BatchFailed(batchId, 0, "combine request rejected");
         }

@@ -14,8 +14,10 @@ import {Cids} from "./Cids.sol";
 /// checked by `Cids.isPlausible`, so no caller-controlled text reaches a spec unchecked.
 /// Each run holds back the stage-2 fee (`reserved`) from the moment stage 1 is requested, so a
 /// run never stalls for lack of funds. The stage-1 callback requests stage 2, so
-/// `callbackGasLimit` must cover that request (~280k gas measured with ~400-byte specs: 500k is a
-/// safe default).
+/// `callbackGasLimit` must cover that request (~335k gas measured with ~400-byte specs: 500k is a
+/// safe default), and `stageFee` must be at least `jobManager.quoteFee(address(this),
+/// callbackGasLimit)`. A callback that fails leaves its run pending with a settled job:
+/// `cancelStalled` recovers it.
 contract TwoStagePipeline is JobConsumer, Ownable {
     uint8 public constant STATUS_NONE = 0;
     uint8 public constant STATUS_STAGE1_PENDING = 1;
@@ -50,7 +52,6 @@ contract TwoStagePipeline is JobConsumer, Ownable {
 
     error TwoStagePipelineInvalidCid(string cid);
     error TwoStagePipelineInsufficientFunds(uint256 available, uint256 required);
-    error TwoStagePipelineUnknownJob(uint256 jobId);
     error TwoStagePipelineRunNotPending(uint256 runId);
     error TwoStagePipelineSendFailed(address to, uint256 amount);
 
@@ -107,9 +108,11 @@ contract TwoStagePipeline is JobConsumer, Ownable {
         emit PipelineStarted(runId, jobId, inputCid);
     }
 
-    /// @notice Gives up on run `runId` whose pending job is past its deadline: cancels the job
-    /// (its fee is refunded to this contract, see `claimRefunds`) and marks the run failed.
-    /// Anyone may call; reverts while the job's deadline has not passed.
+    /// @notice Gives up on run `runId` whose current job is stalled, and marks the run failed:
+    /// a job still pending at the JobManager is cancelled once past its deadline (its fee is
+    /// refunded to this contract, see `claimRefunds`); a job the JobManager already settled whose
+    /// callback failed (reverted or ran out of gas, `CallbackFailed`) will never call back, so the
+    /// run is failed at once. Anyone may call; reverts while a pending job's deadline has not passed.
     function cancelStalled(uint256 runId) external {
         Run storage run = _runs[runId];
         uint8 status = run.status;
@@ -117,8 +120,13 @@ contract TwoStagePipeline is JobConsumer, Ownable {
             revert TwoStagePipelineRunNotPending(runId);
         }
         uint8 stage = status == STATUS_STAGE1_PENDING ? 1 : 2;
-        _fail(runId, run, stage, "cancelled after deadline");
-        jobManager.cancelJob(stage == 1 ? run.stage1JobId : run.stage2JobId);
+        uint256 jobId = stage == 1 ? run.stage1JobId : run.stage2JobId;
+        if (jobManager.getJob(jobId).status == IJobManager.JobStatus.Requested) {
+            _fail(runId, run, stage, "cancelled after deadline");
+            jobManager.cancelJob(jobId);
+        } else {
+            _fail(runId, run, stage, "callback failed");
+        }
     }
 
     /// @notice Sends `amount` of the unreserved balance to `to`.
@@ -129,10 +137,12 @@ contract TwoStagePipeline is JobConsumer, Ownable {
         if (!sent) revert TwoStagePipelineSendFailed(to, amount);
     }
 
+    /// @dev `JobConsumer` lets only this contract's own unsettled jobs through, so the run is
+    /// waiting for exactly this job: stage 1 (STAGE1_PENDING) or stage 2 (STAGE2_PENDING).
     function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {
         uint256 runId = runOfJob[jobId];
         Run storage run = _runs[runId];
-        if (run.status == STATUS_STAGE1_PENDING && jobId == run.stage1JobId) {
+        if (jobId == run.stage1JobId) {
             run.stage1Cid = resultCid;
             emit StageCompleted(runId, 1, jobId, resultCid, exitCode);
             if (exitCode != 0) return _fail(runId, run, 1, "stage 1 exited with a non-zero code");
@@ -140,35 +150,30 @@ contract TwoStagePipeline is JobConsumer, Ownable {
             reserved -= stageFee;
             run.status = STATUS_STAGE2_PENDING;
             string memory spec = string.concat(stage2Prefix, resultCid, stage2Suffix);
-            try jobManager.requestJob{value: stageFee}(spec, address(this), callbackGasLimit) returns (uint256 id) {
+            (bool requested, uint256 id) = _tryRequestJob(spec, stageFee, callbackGasLimit);
+            if (requested) {
                 run.stage2JobId = id;
                 runOfJob[id] = runId;
                 emit StageRequested(runId, 2, id);
-            } catch {
+            } else {
                 run.status = STATUS_FAILED;
                 emit PipelineFailed(runId, 2, "stage 2 request rejected");
             }
-        } else if (run.status == STATUS_STAGE2_PENDING && jobId == run.stage2JobId) {
+        } else {
             run.finalCid = resultCid;
             emit StageCompleted(runId, 2, jobId, resultCid, exitCode);
             if (exitCode != 0) return _fail(runId, run, 2, "stage 2 exited with a non-zero code");
             run.status = STATUS_COMPLETED;
             emit PipelineCompleted(runId, resultCid);
-        } else {
-            revert TwoStagePipelineUnknownJob(jobId);
         }
     }
 
+    /// @dev As `_onJobResult`: the run is waiting for exactly this job. Fits in
+    /// `FAIL_CALLBACK_GAS_LIMIT` with the longest reason (tested).
     function _onJobFailed(uint256 jobId, string calldata reason) internal override {
         uint256 runId = runOfJob[jobId];
         Run storage run = _runs[runId];
-        if (run.status == STATUS_STAGE1_PENDING && jobId == run.stage1JobId) {
-            _fail(runId, run, 1, reason);
-        } else if (run.status == STATUS_STAGE2_PENDING && jobId == run.stage2JobId) {
-            _fail(runId, run, 2, reason);
-        } else {
-            revert TwoStagePipelineUnknownJob(jobId);
-        }
+        _fail(runId, run, jobId == run.stage1JobId ? 1 : 2, reason);
     }
 
     /// @dev Marks the run failed at `stage`, releasing its stage-2 reservation if still held.

@@ -12,7 +12,8 @@ import {Cids} from "./Cids.sol";
 /// @dev The spec is `specPrefix + cid + specSuffix`, rendered off-chain from a `JobSpec`; only a
 /// CID that passes `Cids.isPlausible` is spliced in. Fees come from this contract's balance;
 /// refunds of failed or cancelled (`cancel`) jobs come back with `claimRefunds`, and the owner takes the
-/// balance out with `withdrawFunds`.
+/// balance out with `withdrawFunds`. `JobConsumer` lets only this contract's own pending jobs
+/// reach the hooks: a job someone else requests naming this contract is refused.
 contract WordCount is JobConsumer, Ownable {
     struct Result {
         bool done;
@@ -28,7 +29,6 @@ contract WordCount is JobConsumer, Ownable {
     mapping(uint256 jobId => Result) public results;
 
     error WordCountInvalidCid(string cid);
-    error WordCountUnknownJob(uint256 jobId);
     error WordCountSendFailed(address to, uint256 amount);
 
     event WordCountRequested(uint256 indexed jobId, string inputCid);
@@ -62,7 +62,7 @@ contract WordCount is JobConsumer, Ownable {
     }
 
     function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {
-        Result storage result = _pending(jobId);
+        Result storage result = results[jobId];
         result.done = true;
         result.exitCode = exitCode;
         result.resultCid = resultCid;
@@ -70,17 +70,9 @@ contract WordCount is JobConsumer, Ownable {
     }
 
     function _onJobFailed(uint256 jobId, string calldata reason) internal override {
-        Result storage result = _pending(jobId);
+        Result storage result = results[jobId];
         result.done = true;
         result.failed = true;
         emit WordCountFailed(jobId, reason);
-    }
-
-    /// @dev Only jobs this contract requested reach the hooks (the JobManager calls back the
-    /// consumer named in the request), but a job id from another requester naming this contract
-    /// as consumer would too: refuse those.
-    function _pending(uint256 jobId) private view returns (Result storage) {
-        if (jobManager.getJob(jobId).requester != address(this)) revert WordCountUnknownJob(jobId);
-        return results[jobId];
     }
 }

@@ -6,13 +6,13 @@ import {JobManager} from "../JobManager.sol";
 
 /// @dev A malicious consumer that is also an authorised oracle (set by the test): it fulfils or
 /// fails its own jobs, and from the callback tries to fulfil/fail the same job again and to
-/// withdraw twice. Records the revert data of each attempt.
+/// withdraw twice. Reports each attempt's revert data by event (no storage: `onJobFailed` runs
+/// within `FAIL_CALLBACK_GAS_LIMIT`).
 contract ReentrantConsumer is IJobConsumer {
     JobManager public immutable manager;
-    bytes public refulfilError;
-    bytes public refailError;
-    bytes public secondWithdrawError;
-    uint256 public withdrawnInCallback;
+
+    event AttemptReverted(string attempt, bytes error);
+    event WithdrawnInCallback(uint256 amount);
 
     constructor(JobManager manager_) {
         manager = manager_;
@@ -25,11 +25,11 @@ contract ReentrantConsumer is IJobConsumer {
     }
 
     function fulfil(uint256 jobId, string calldata cid) external {
-        manager.fulfillJob(jobId, cid, 0);
+        manager.fulfillJob(jobId, _hash(jobId), cid, 0);
     }
 
     function fail(uint256 jobId) external {
-        manager.failJob(jobId, "nope");
+        manager.failJob(jobId, _hash(jobId), "nope");
     }
 
     function onJobResult(uint256 jobId, string calldata resultCid, uint8) external {
@@ -40,18 +40,23 @@ contract ReentrantConsumer is IJobConsumer {
         _attack(jobId, "bafyagain0");
     }
 
+    function _hash(uint256 jobId) private view returns (bytes32) {
+        return manager.getJob(jobId).requestHash;
+    }
+
     function _attack(uint256 jobId, string memory cid) private {
-        try manager.fulfillJob(jobId, cid, 0) {} catch (bytes memory e) {
-            refulfilError = e;
+        bytes32 requestHash = _hash(jobId);
+        try manager.fulfillJob(jobId, requestHash, cid, 0) {} catch (bytes memory e) {
+            emit AttemptReverted("refulfil", e);
         }
-        try manager.failJob(jobId, "again") {} catch (bytes memory e) {
-            refailError = e;
+        try manager.failJob(jobId, requestHash, "again") {} catch (bytes memory e) {
+            emit AttemptReverted("refail", e);
         }
         uint256 before = address(this).balance;
         manager.withdraw();
-        withdrawnInCallback = address(this).balance - before;
+        emit WithdrawnInCallback(address(this).balance - before);
         try manager.withdraw() {} catch (bytes memory e) {
-            secondWithdrawError = e;
+            emit AttemptReverted("second withdraw", e);
         }
     }
 }

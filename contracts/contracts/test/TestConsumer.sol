@@ -4,12 +4,14 @@ pragma solidity ^0.8.24;
 import {IJobManager} from "../IJobManager.sol";
 import {JobConsumer} from "../JobConsumer.sol";
 
-/// @dev Trivial consumer: records the last callback and measures the gas it was given.
+/// @dev Trivial consumer: records the last result and measures the gas it was given. A failure is
+/// only counted and reported by event, to stay well inside `FAIL_CALLBACK_GAS_LIMIT`.
 contract TestConsumer is JobConsumer {
+    event FailureSeen(uint256 indexed jobId, string reason, uint8 statusAtCallback, uint256 gasAtEntry);
+
     uint256 public lastJobId;
     string public lastResultCid;
     uint8 public lastExitCode;
-    string public lastReason;
     uint256 public gasAtEntry;
     uint256 public results;
     uint256 public failures;
@@ -19,6 +21,14 @@ contract TestConsumer is JobConsumer {
 
     function request(string calldata spec, uint256 fee, uint32 callbackGasLimit) external returns (uint256) {
         return _requestJob(spec, fee, callbackGasLimit);
+    }
+
+    /// @dev `_tryRequestJob`, exposed: reports a refused request instead of reverting.
+    function tryRequest(string calldata spec, uint256 fee, uint32 callbackGasLimit)
+        external
+        returns (bool requested, uint256 jobId)
+    {
+        return _tryRequestJob(spec, fee, callbackGasLimit);
     }
 
     function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {
@@ -31,10 +41,8 @@ contract TestConsumer is JobConsumer {
     }
 
     function _onJobFailed(uint256 jobId, string calldata reason) internal override {
-        gasAtEntry = gasleft();
-        lastJobId = jobId;
-        lastReason = reason;
-        statusAtCallback = uint8(jobManager.getJob(jobId).status);
+        uint256 atEntry = gasleft();
         ++failures;
+        emit FailureSeen(jobId, reason, uint8(jobManager.getJob(jobId).status), atEntry);
     }
 }

@@ -459,12 +459,24 @@ def _spec_fields(text: str) -> dict[str, Any]:
         data = json.loads(text)
     except (ValueError, RecursionError):  # bad JSON, a 5,000-digit number, 3,000-deep nesting
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    try:  # `\ud800` escapes decode to lone surrogates, which no response can encode
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return {}
+    return data
 
 
 def _text(value: Any) -> str | None:
     """A spec field shown in a list: text of a sane length, or nothing."""
-    return value if isinstance(value, str) and len(value) <= 512 else None
+    if not isinstance(value, str) or len(value) > 512:
+        return None
+    try:
+        value.encode("utf-8")  # no lone surrogates
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def _spec_detail(text: str | None) -> tuple[dict[str, Any] | None, str | None]:

@@ -10,4 +10,4 @@ test: bootstrap
 	bash scripts/test.sh
 
 lint:
-	.venv/bin/ruff check bridge executor tests bench && .venv/bin/mypy
+	.venv/bin/ruff check protocol bridge executor cod devstack tests bench && .venv/bin/mypy

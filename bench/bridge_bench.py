@@ -32,16 +32,16 @@ from eth_account import Account
 from web3 import Web3
 
 from bridge.chain import TxSender
-from bridge.devstack import free_port
 from bridge.dispatcher import BrokerEpoch, Dispatcher
 from bridge.ledger import JobState, Ledger
 from bridge.listener import Listener
 from bridge.submitter import Submitter
 from bridge.txmanager import TxManager, calldata
+from devstack.stack import free_port
 from executor.capacity import detect_capacity
-from executor.celery_app import make_app
-from executor.nodes import NodeInfo, NodeRegistry
-from executor.routing import queues_for_node
+from protocol.messaging import make_app
+from protocol.nodes import NodeInfo, NodeRegistry
+from protocol.queues import queues_for_node
 from tests.services import anvil_chain
 
 SPEC = json.dumps({"image": "cod/busybox:latest", "entrypoint": ["sh", "-c", "echo hi"],

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import median
-from bridge.devimages import BUSYBOX_IMAGE
-from executor.ipfs import KuboClient
-from executor.spec import InputSource, JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from protocol.ipfs import KuboClient
+from protocol.spec import InputSource, JobSpec
 
 MB = 1_000_000
 

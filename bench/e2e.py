@@ -27,13 +27,13 @@ from bench.stats import (
     timeline_marks,
     worker_log_times,
 )
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
 from executor.config import WorkerSettings
-from executor.ipfs import KuboClient
-from executor.locality import DataIndex
-from executor.spec import InputSource, JobSpec
 from executor.tasks import build_runner
+from protocol.ipfs import KuboClient
+from protocol.nodes import DataIndex
+from protocol.spec import InputSource, JobSpec
 
 TRIVIAL = "echo hi"
 MB = 1_000_000

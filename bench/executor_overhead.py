@@ -29,12 +29,12 @@ from typing import Any
 
 import docker
 
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
 from executor.config import WorkerSettings
-from executor.ipfs import KuboClient
-from executor.spec import JobSpec
 from executor.tasks import build_runner
+from protocol.ipfs import KuboClient
+from protocol.spec import JobSpec
 
 NODE = "bench-node"
 MB = 1000 * 1000

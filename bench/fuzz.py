@@ -1,8 +1,8 @@
 """Coverage-guided fuzzing (atheris / libFuzzer) of the parsers that read a stranger's bytes.
 
 Targets, and the only outcomes each may have:
-- `spec`: `executor.spec.parse_spec(text)` → a JobSpec or a SpecError.
-- `jobfile`: `bridge.jobfile.parse_job_document(text)` then `finish` → a spec, or a JobFileError /
+- `spec`: `protocol.spec.parse_spec(text)` → a JobSpec or a SpecError.
+- `jobfile`: `cod.jobfile.parse_job_document(text)` then `finish` → a spec, or a JobFileError /
   SpecError.
 - `logs`: `bridge.events` decoding of a raw `JobRequested` log → a NewJob or an
   UndecodableRequest, never an exception.
@@ -170,7 +170,7 @@ def _text(data: bytes, keys: tuple[str, ...], seed: str, yaml_flavour: bool) -> 
 # ----------------------------------------------------------------------------------------- targets
 
 def _spec_target() -> tuple[Callable[[bytes], None], tuple[type[BaseException], ...]]:
-    from executor.spec import SpecError, parse_spec
+    from protocol.spec import SpecError, parse_spec
 
     seed = json.dumps(_SEED_SPEC)
 
@@ -180,8 +180,8 @@ def _spec_target() -> tuple[Callable[[bytes], None], tuple[type[BaseException], 
 
 
 def _jobfile_target() -> tuple[Callable[[bytes], None], tuple[type[BaseException], ...]]:
-    from bridge.jobfile import JobFileError, finish, parse_job_document
-    from executor.spec import SpecError
+    from cod.jobfile import JobFileError, finish, parse_job_document
+    from protocol.spec import SpecError
 
     def one(data: bytes) -> None:
         seed = _SEED_BACALHAU if data[-1:] != b"c" else json.dumps(_SEED_SPEC)
@@ -268,7 +268,7 @@ def _seeds(target: str) -> list[bytes]:
 def _child(target: str, runs: int, stats_path: Path, crash_dir: Path, timeout_s: int) -> None:
     import atheris
 
-    with atheris.instrument_imports(include=["executor.spec", "bridge.jobfile", "bridge.events"]):
+    with atheris.instrument_imports(include=["protocol.spec", "cod.jobfile", "bridge.events"]):
         one, allowed = _FACTORIES[target]()
     stats = mmap.mmap(os.open(stats_path, os.O_RDWR), _STATS.size)
     counters = [0, 0]

@@ -17,10 +17,10 @@ from web3 import Web3
 from web3.contract import Contract
 
 from bridge.chain import connect, job_manager
-from bridge.devstack import DevStack, dev_key
 from bridge.ledger import Job, JobEvent, Ledger
 from bridge.txmanager import calldata
-from executor.spec import JobSpec
+from devstack.stack import DevStack, dev_key
+from protocol.spec import JobSpec
 
 ZERO = "0x" + "0" * 40
 BENCH_KEY_INDEX = 2  # an anvil dev account of its own: no nonce shared with the stack's users

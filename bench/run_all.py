@@ -23,7 +23,7 @@ from bench import bridge_bench
 from bench.data_scaling import data_scaling
 from bench.e2e import Bench, locality, overhead, throughput
 from bench.report import render
-from bridge.devstack import DevStack
+from devstack.stack import DevStack
 
 RESULTS = Path(__file__).parent / "results"
 

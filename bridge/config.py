@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from executor.config import CodSettings
+from protocol.settings import CodSettings
 
 
 class BridgeSettings(CodSettings):

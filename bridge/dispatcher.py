@@ -19,13 +19,13 @@ from bridge import metrics
 from bridge.isolation import each_job
 from bridge.ledger import Job, JobState, Ledger
 from bridge.logs import job_extra
-from executor.attestation import check_outcome
-from executor.celery_app import EXECUTE_JOB
-from executor.locality import DataIndex, Placement, Supersession, input_roots, node_queue, place
-from executor.nodes import NodeInfo, NodeRegistry, waiting_for
-from executor.routing import queue_for
-from executor.runner import JobOutcome
-from executor.spec import JobSpec, SpecError, parse_spec
+from bridge.placement import Placement, place, waiting_for
+from protocol.attestation import check_outcome
+from protocol.messaging import EXECUTE_JOB
+from protocol.nodes import DataIndex, NodeInfo, NodeRegistry, Supersession
+from protocol.outcome import JobOutcome, OutcomeStatus
+from protocol.queues import node_queue, queue_for
+from protocol.spec import JobSpec, SpecError, input_roots, parse_spec
 
 log = logging.getLogger(__name__)
 EPOCH_KEY = "cod:broker-epoch"
@@ -167,14 +167,14 @@ class Dispatcher:
         if state == "SUCCESS":
             self._note_started(job, result)
             # anyone with Redis access can write a result: only a registered node's signature,
-            # bound to this task id and the job's spec, makes it count (executor.attestation)
+            # bound to this task id and the job's spec, makes it count (protocol.attestation)
             verdict = check_outcome(job.task_id, result.result, self._trusted_nodes, spec=job.spec)
             why = verdict.reason
-            if not why and verdict.fields.get("status") == "superseded":  # a mark we never set
+            if not why and verdict.fields.get("status") == OutcomeStatus.SUPERSEDED:  # a mark we never set
                 why = "the node skipped it as superseded, but this task was not re-routed"
             if not why:
                 self._ledger.add_event(job, "attested", f"signed by node key {verdict.signer}")
-                self._record(job, JobOutcome(**verdict.fields))
+                self._record(job, JobOutcome.from_dict(verdict.fields))
             else:
                 log.warning("job %s: untrusted result for %s: %s", job.key, job.task_id, why)
                 self._ledger.finish_attempt(job.task_id, error=f"untrusted result: {why}"[:1000])
@@ -211,10 +211,11 @@ class Dispatcher:
     def _record(self, job: Job, outcome: JobOutcome) -> None:
         assert job.task_id is not None
         metrics.EXECUTION_TIME.observe(outcome.duration_s)
+        completed = outcome.status is OutcomeStatus.COMPLETED
         self._ledger.finish_attempt(job.task_id, node=outcome.node, duration_s=outcome.duration_s,
                                     exit_code=outcome.exit_code, result_cid=outcome.result_cid,
-                                    error=None if outcome.status == "completed" else outcome.reason)
-        if outcome.status == "completed":
+                                    error=None if completed else outcome.reason)
+        if completed:
             detail = f"on {outcome.node}: exit {outcome.exit_code}, {outcome.result_cid}"
             if outcome.cached:
                 detail += " (memoised: an identical job's result)"

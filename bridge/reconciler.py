@@ -26,7 +26,7 @@ from bridge.chain import JobStatus, read_job
 from bridge.dispatcher import BrokerEpoch, Dispatcher
 from bridge.isolation import each_job
 from bridge.ledger import Job, JobState, Ledger
-from executor.spec import SpecError, parse_spec
+from protocol.spec import SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 

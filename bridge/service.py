@@ -21,8 +21,8 @@ from bridge.listener import Listener
 from bridge.reconciler import Reconciler
 from bridge.submitter import Submitter
 from bridge.txmanager import TxManager
-from executor.attestation import parse_addresses
-from executor.celery_app import make_app
+from protocol.attestation import parse_addresses
+from protocol.messaging import make_app
 
 log = logging.getLogger(__name__)
 GAUGE_INTERVAL_S = 5.0  # ledger-wide counts for the metrics: not on every pass of the loop

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from executor.attestation import NodeIdentity, cache_entry_signer, sign_cache_entry
 from executor.config import WorkerSettings
-from executor.spec import JobSpec
+from protocol.attestation import NodeIdentity, cache_entry_signer, sign_cache_entry
+from protocol.spec import JobSpec
 
 log = logging.getLogger(__name__)
 

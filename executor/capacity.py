@@ -1,4 +1,4 @@
-"""What a compute node can run: CPUs, memory and GPUs, detected (or capped by the operator)."""
+"""This node's capacity, detected (or capped by the operator): CPUs, memory and GPUs."""
 
 from __future__ import annotations
 
@@ -6,30 +6,13 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
-from executor.spec import parse_size
+from protocol.capacity import Capacity
+from protocol.spec import parse_size
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Capacity:
-    cpus: float
-    memory: int  # bytes
-    gpus: int = 0
-    gpu_models: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Capacity:
-        return cls(cpus=float(data["cpus"]), memory=int(data["memory"]), gpus=int(data["gpus"]),
-                   gpu_models=tuple(data.get("gpu_models", ())))
 
 
 def detect_capacity(cpus: float | None = None, memory: str | None = None,

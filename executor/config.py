@@ -1,56 +1,21 @@
 """Worker settings: `COD_*` environment variables, optionally a TOML file named by `COD_CONFIG`.
 
-The bridge has its own settings class (`bridge.config`); both read the same variables and file, so
-one file can configure a whole node.
+Both extend `protocol.settings.CodSettings`, as the bridge's settings (`bridge.config`) do.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+
+from protocol.queues import node_queue, queues_for_node
+from protocol.settings import CodSettings
 
 if TYPE_CHECKING:
-    from executor.attestation import NodeIdentity
-
-
-class CodSettings(BaseSettings):
-    """Base for cod's settings: env (`COD_` prefix) over TOML (`COD_CONFIG`) over defaults."""
-
-    model_config = SettingsConfigDict(env_prefix="COD_", extra="ignore")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = os.environ.get("COD_CONFIG")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_file)))
-        return tuple(sources)
-
-
-def _default_queues() -> str:
-    from executor.capacity import detect_capacity
-    from executor.routing import queues_for_node
-
-    settings = _CapacitySettings()
-    capacity = detect_capacity(settings.cpus, settings.memory, settings.gpus)
-    return ",".join(queues_for_node(capacity, allow_network=settings.allow_network))
+    from protocol.attestation import NodeIdentity
 
 
 class _CapacitySettings(CodSettings):
@@ -73,17 +38,23 @@ class WorkerSettings(_CapacitySettings):
     image_allow: str = ""
     # Kubo keeps looking for a CID that nobody serves; give up on an input after this long.
     input_fetch_timeout_s: int = 120
-    # The Celery queues to consume; by default those this node's capacity can serve. The node's
-    # own queue (jobs sent to the data it holds, `cod.node.<node id>`) is always added.
-    queues: str = Field(default_factory=_default_queues)
+    # The Celery queues to consume (comma-separated); empty: those this node's capacity can serve,
+    # detected when the worker starts. The node's own queue (jobs sent to the data it holds,
+    # `cod.node.<node id>`) is always added.
+    queues: str = ""
     # Publish the CIDs this node's Kubo holds, for locality routing (see executor.locality).
     publish_holdings: bool = True
 
     def consumed_queues(self) -> list[str]:
-        from executor.locality import node_queue
-
-        queues = [q for q in self.queues.split(",") if q]
+        queues = [q for q in self.queues.split(",") if q] or self.capacity_queues()
         return [*queues, node_queue(self.node_id)]
+
+    def capacity_queues(self) -> list[str]:
+        """The queues this node's capacity can serve (detects it: may run `nvidia-smi`)."""
+        from executor.capacity import detect_capacity
+
+        capacity = detect_capacity(self.cpus, self.memory, self.gpus)
+        return queues_for_node(capacity, allow_network=self.allow_network)
     # Sandbox limits the node applies to every container.
     pids_limit: int = 256
     log_limit: str = "10Mi"  # per stream (stdout, stderr); the rest is dropped and flagged
@@ -126,14 +97,14 @@ class WorkerSettings(_CapacitySettings):
     node_addresses: str = ""
 
     def node_identity(self) -> NodeIdentity:
-        from executor.attestation import NodeIdentity, load_or_create_key
+        from protocol.attestation import NodeIdentity, load_or_create_key
 
         if self.node_key is not None:
             return NodeIdentity.from_key(self.node_key.get_secret_value())
         return load_or_create_key(self.node_key_file or self.work_dir.parent / "node.key")
 
     def trusted_cache_writers(self, own_address: str) -> frozenset[str]:
-        from executor.attestation import parse_addresses
+        from protocol.attestation import parse_addresses
 
         return parse_addresses(self.node_addresses) | {own_address}  # a node trusts itself
     # Egress (issue 11): what URL fetches made for a job (inputs, WASM modules) may reach. Loopback,

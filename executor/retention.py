@@ -23,8 +23,8 @@ from typing import Any
 from celery import signals
 
 from executor.config import WorkerSettings
-from executor.ipfs import IpfsError, IpfsUnavailable, KuboClient
 from executor.volumes import KEPT_PREFIX
+from protocol.ipfs import IpfsError, IpfsUnavailable, KuboClient
 
 log = logging.getLogger(__name__)
 

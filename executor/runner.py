@@ -12,43 +12,25 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from executor.cache import CachedResult, ResultCache, cache_key
-from executor.capacity import Capacity
 from executor.engines.base import NODE_LABEL, Engine, EngineError, Mount, RunRequest
 from executor.locality import LocalityProbe
 from executor.publish.base import Publisher
-from executor.routing import misfit
-from executor.spec import JobSpec, SpecError, parse_spec
 from executor.storage import InputUnavailable, StorageRegistry
-from executor.tree import DEFAULT_MAX_DEPTH, TreeLimitExceeded, measure, remove
 from executor.volumes import InputVolume, ResultVolume
+from protocol.capacity import Capacity
+from protocol.outcome import JobOutcome, OutcomeStatus
+from protocol.queues import misfit
+from protocol.spec import JobSpec, SpecError, parse_spec
+from protocol.tree import DEFAULT_MAX_DEPTH, TreeLimitExceeded, measure, remove
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InputUnavailable", "JobOutcome", "JobRunner", "NodePolicy", "NotForThisNode"]
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """What the executor hands back to the bridge. `status` is `completed` or `failed`."""
-
-    job_key: str
-    status: str
-    node: str
-    result_cid: str | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    duration_s: float = 0.0
-    cached: bool = False  # the result of an identical earlier job, not run again
-    inputs_local: bool | None = None  # every IPFS input was pinned on this node before the job
-    input_bytes_fetched: int | None = None  # bytes this node's Kubo received while fetching
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["InputUnavailable", "JobRunner", "NodePolicy", "NotForThisNode"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +82,7 @@ class JobRunner:
         ends as a `failed` outcome with a clear reason."""
         started = time.monotonic()
 
-        def outcome(status: str, **fields: Any) -> JobOutcome:
+        def outcome(status: OutcomeStatus, **fields: Any) -> JobOutcome:
             return JobOutcome(job_key, status, self.node_id,
                               duration_s=round(time.monotonic() - started, 3), **fields)
 
@@ -112,9 +94,9 @@ class JobRunner:
             job_dir.mkdir(parents=True)
             return self._run(job_key, spec, job_dir, attempt, outcome)
         except SpecError as exc:
-            return outcome("failed", reason=str(exc))
+            return outcome(OutcomeStatus.FAILED, reason=str(exc))
         except (_Failed, EngineError, InputUnavailable) as exc:
-            return outcome("failed", reason=getattr(exc, "reason", None) or str(exc))
+            return outcome(OutcomeStatus.FAILED, reason=getattr(exc, "reason", None) or str(exc))
         finally:
             _remove_job_dir(job_dir)
 
@@ -150,7 +132,7 @@ class JobRunner:
             key = cache_key(spec, image_id, [str(i) for i in known_ids])
             hit = self._lookup(key)
             if hit:
-                return outcome("completed", result_cid=hit.result_cid, exit_code=hit.exit_code,
+                return outcome(OutcomeStatus.COMPLETED, result_cid=hit.result_cid, exit_code=hit.exit_code,
                                cached=True)
         # A job without IPFS inputs (`held` is None) skips the probe's two Kubo round trips.
         probe = self._probe
@@ -171,7 +153,7 @@ class JobRunner:
             key = cache_key(spec, image_id, fetched_ids)
             hit = self._lookup(key)
             if hit:
-                return outcome("completed", result_cid=hit.result_cid, exit_code=hit.exit_code,
+                return outcome(OutcomeStatus.COMPLETED, result_cid=hit.result_cid, exit_code=hit.exit_code,
                                cached=True)
         cap = spec.resources.disk_bytes or self._policy.max_output_bytes
         volume = ResultVolume(job_dir, cap, room_for_logs=2 * self._policy.log_bytes)
@@ -209,7 +191,7 @@ class JobRunner:
             volume.close()
         if key is not None and self._cache is not None and run.exit_code == 0 and not run.reason:
             self._cache.put(key, CachedResult(cid, run.exit_code, self.node_id))
-        return outcome("completed", result_cid=cid, exit_code=run.exit_code, reason=run.reason,
+        return outcome(OutcomeStatus.COMPLETED, result_cid=cid, exit_code=run.exit_code, reason=run.reason,
                        **locality)
 
     def _check_outputs(self, spec: JobSpec, result_dir: Path, cap: int) -> None:

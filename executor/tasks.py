@@ -9,25 +9,28 @@ from typing import Any
 import redis
 from celery import Task
 
-from executor.attestation import SIGNATURE_FIELD, NodeIdentity, sign_outcome
 from executor.capacity import detect_capacity
-from executor.celery_app import EXECUTE_JOB, app
+from executor.celery_app import app
 from executor.config import WorkerSettings
 from executor.egress import EgressPolicy, node_service_urls
 from executor.engines.base import Engine, EngineUnavailable
 from executor.engines.docker_engine import DockerEngine, Limits
 from executor.engines.wasm_engine import WasmEngine
 from executor.images import ImagePolicy
-from executor.ipfs import IpfsUnavailable, KuboClient
-from executor.locality import LocalityProbe, Supersession
+from executor.locality import LocalityProbe
 from executor.publish.ipfs import IpfsPublisher
 from executor.retention import published_results  # also: the retention sweep's worker signals
 from executor.runner import JobRunner, NodePolicy, NotForThisNode
-from executor.spec import parse_size
 from executor.storage import StorageRegistry
 from executor.storage.inline import InlineStorage
 from executor.storage.ipfs import IpfsStorage
 from executor.storage.url import UrlStorage
+from protocol.attestation import SIGNATURE_FIELD, NodeIdentity, sign_outcome
+from protocol.ipfs import IpfsUnavailable, KuboClient
+from protocol.messaging import EXECUTE_JOB
+from protocol.nodes import Supersession
+from protocol.outcome import OutcomeStatus
+from protocol.spec import parse_size
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def execute_job(self: Task, job_key: str, spec: str) -> dict[str, Any]:
     if self.request.id and _supersession().is_superseded(self.request.id):
         log.info("job %s: task %s was re-routed by the bridge; skipping it", job_key,
                  self.request.id)
-        return _signed(self.request.id, spec, {"job_key": job_key, "status": "superseded",
+        return _signed(self.request.id, spec, {"job_key": job_key, "status": str(OutcomeStatus.SUPERSEDED),
                                                 "node": WorkerSettings().node_id})
     attempt = attempt_of(self.request.id, self.request.retries)
     log.info("job %s: starting (attempt %s)", job_key, attempt)

@@ -15,7 +15,7 @@ import logging
 import subprocess
 from pathlib import Path
 
-from executor.tree import remove
+from protocol.tree import remove
 
 log = logging.getLogger(__name__)
 

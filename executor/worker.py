@@ -22,10 +22,10 @@ from celery.worker import state
 
 from executor.capacity import detect_capacity
 from executor.config import WorkerSettings
-from executor.ipfs import IpfsError, KuboClient
-from executor.locality import DataIndex, HoldingsScanner
-from executor.nodes import NodeInfo, NodeRegistry
+from executor.locality import HoldingsScanner
 from executor.volumes import clean_work_dir
+from protocol.ipfs import IpfsError, KuboClient
+from protocol.nodes import DataIndex, NodeInfo, NodeRegistry
 
 log = logging.getLogger(__name__)
 

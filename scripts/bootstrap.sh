@@ -57,5 +57,5 @@ if [[ ! -f $stamp ]] || [[ pyproject.toml -nt $stamp ]]; then
 fi
 
 # --- Local images (no registry is reachable) --------------------------------------------------
-.venv/bin/python -c 'from bridge.devimages import ensure_busybox_image; ensure_busybox_image()'
+.venv/bin/python -c 'from devstack.images import ensure_busybox_image; ensure_busybox_image()'
 log "ready: $(ipfs version) · $(docker version --format 'docker {{.Server.Version}}') · $(.venv/bin/python --version)"

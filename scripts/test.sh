@@ -3,7 +3,7 @@
 # anvil, Kubo, Redis, Celery workers and Docker (started by the tests themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== ruff";  .venv/bin/ruff check bridge executor tests bench
+echo "== ruff";  .venv/bin/ruff check protocol bridge executor cod devstack tests bench
 echo "== mypy";  .venv/bin/mypy
 echo "== contracts (hardhat)"; (cd contracts && npx hardhat test)
 echo "== python (pytest)"; .venv/bin/pytest -v -p no:cacheprovider "$@"

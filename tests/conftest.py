@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import BridgeSettings
-from bridge.devstack import DevStack
+from devstack.stack import DevStack
 from tests.e2e.client import Requester, settings_for
 from tests.services import postgres
 

@@ -24,7 +24,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from bridge.chain import TxSender, connect, job_manager
-from bridge.devstack import ANVIL_MNEMONIC, dev_key, find_anvil, free_port
+from devstack.stack import ANVIL_MNEMONIC, dev_key, find_anvil, free_port
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from executor.spec import JobSpec
+from protocol.spec import JobSpec
 
 EXIT_TIMEOUT = 124  # as GNU `timeout` reports it
 EXIT_KILLED = 137  # 128 + SIGKILL, what an out-of-memory kill looks like

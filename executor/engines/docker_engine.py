@@ -35,7 +35,7 @@ from executor.engines.base import (
 )
 from executor.engines.logs import CappedLog
 from executor.images import ImagePolicy
-from executor.spec import JobSpec
+from protocol.spec import JobSpec
 
 log = logging.getLogger(__name__)
 

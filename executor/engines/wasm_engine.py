@@ -34,8 +34,8 @@ from executor.engines.base import (
     RunRequest,
 )
 from executor.engines.wasm_compile import engine_config
-from executor.spec import JobSpec
 from executor.storage import InputUnavailable, StorageRegistry
+from protocol.spec import JobSpec
 
 TICK_S = 0.05
 EXIT_TRAP = 134  # what an aborted native program reports (128 + SIGABRT)

@@ -17,9 +17,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from executor.ipfs import IpfsError, IpfsUnavailable, KuboClient
 from executor.retention import PublishedResults
-from executor.tree import DEFAULT_MAX_DEPTH
+from protocol.ipfs import IpfsError, IpfsUnavailable, KuboClient
+from protocol.tree import DEFAULT_MAX_DEPTH
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from executor.ipfs import InputTooLarge, IpfsError, IpfsUnavailable, KuboClient
 from executor.storage.base import InputUnavailable
+from protocol.ipfs import InputTooLarge, IpfsError, IpfsUnavailable, KuboClient
 
 DEFAULT_MAX_BYTES = 10 * 1024**3
 DEFAULT_MAX_FILES = 100_000

@@ -6,8 +6,8 @@ from eth_abi.abi import encode
 from eth_account import Account
 from web3 import Web3
 
-from bridge.devstack import dev_key
-from executor.spec import JobSpec
+from devstack.stack import dev_key
+from protocol.spec import JobSpec
 from tests.e2e.client import Requester
 
 ZERO = "0x" + "0" * 40

@@ -19,9 +19,9 @@ import pytest
 from eth_typing import HexStr
 from web3.types import TxParams, Wei
 
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack, free_port
-from executor.spec import JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack, free_port
+from protocol.spec import JobSpec
 from tests.api.server import running_api
 from tests.e2e.client import Requester
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from bridge.devstack import DevStack
+from devstack.stack import DevStack
 from executor.egress import EgressPolicy
-from executor.ipfs import KuboClient
 from executor.runner import JobRunner
-from executor.spec import JobSpec
 from executor.storage.base import InputUnavailable
 from executor.storage.url import UrlStorage
+from protocol.ipfs import KuboClient
+from protocol.spec import JobSpec
 from tests.executor.conftest import (  # noqa: F401  (fixtures)
     RunnerFactory,
     docker_client,

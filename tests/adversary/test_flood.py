@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from bridge.chain import JobStatus, read_job
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
 from bridge.ledger import JobState, Ledger
-from executor.spec import JobSpec, Resources
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
+from protocol.spec import JobSpec, Resources
 from tests.adversary.hostile import Flood
 from tests.e2e.client import Requester, settings_for
 

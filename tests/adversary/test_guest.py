@@ -15,10 +15,11 @@ import wasmtime
 
 from executor.engines.base import Mount, RunRequest
 from executor.engines.docker_engine import Limits, container_args
-from executor.ipfs import KuboClient
-from executor.runner import JobOutcome, JobRunner
-from executor.spec import JobSpec
+from executor.runner import JobRunner
 from executor.tasks import attempt_of
+from protocol.ipfs import KuboClient
+from protocol.outcome import JobOutcome
+from protocol.spec import JobSpec
 from tests.executor.conftest import (  # noqa: F401  (fixtures)
     RunnerFactory,
     kubo,

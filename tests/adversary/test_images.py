@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from bridge.devimages import BUSYBOX_IMAGE, ensure_busybox_image
+from devstack.images import BUSYBOX_IMAGE, ensure_busybox_image
 from executor.engines.base import ImageUnavailable
 from executor.engines.docker_engine import DockerEngine
 from executor.images import ImagePolicy
-from executor.spec import JobSpec
+from protocol.spec import JobSpec
 
 PRIVATE = "operator/secret-tool:1"
 

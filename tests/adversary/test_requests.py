@@ -8,8 +8,8 @@ import time
 import pytest
 
 from bridge.chain import JobStatus
-from bridge.devimages import BUSYBOX_IMAGE
-from executor.spec import InputSource, JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from protocol.spec import InputSource, JobSpec
 from tests.adversary.hostile import request_raw
 from tests.e2e.client import Requester
 

@@ -16,13 +16,13 @@ import docker
 import httpx
 import pytest
 
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
-from executor.ipfs import KuboClient
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
 from executor.locality import HoldingsScanner
 from executor.retention import RetentionSweeper, published_results, sweep
 from executor.runner import JobRunner
-from executor.spec import JobSpec
+from protocol.ipfs import KuboClient
+from protocol.spec import JobSpec
 from tests.executor.conftest import (  # noqa: F401  (fixtures)
     RunnerFactory,
     docker_client,

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from bridge.chain import JobStatus
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
 from bridge.ledger import Ledger
-from executor.locality import DataIndex
-from executor.spec import InputSource, JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
+from protocol.nodes import DataIndex
+from protocol.spec import InputSource, JobSpec
 from tests.e2e.client import Requester, settings_for
 
 LOCALITY_WAIT_S = 2

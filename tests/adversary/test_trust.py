@@ -22,10 +22,11 @@ from celery.result import AsyncResult
 from eth_account import Account
 
 from bridge.chain import JobStatus
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
 from bridge.ledger import Job, JobEvent, Ledger, job_key
-from executor.attestation import (
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
+from executor.cache import KEY_PREFIX, cache_key
+from protocol.attestation import (
     SIGNATURE_FIELD,
     NodeIdentity,
     cache_entry_signer,
@@ -33,11 +34,10 @@ from executor.attestation import (
     sign_outcome,
     verify_outcome,
 )
-from executor.cache import KEY_PREFIX, cache_key
-from executor.celery_app import EXECUTE_JOB, JOBS_QUEUE, make_app
-from executor.locality import Supersession
-from executor.runner import JobOutcome
-from executor.spec import JobSpec, parse_spec
+from protocol.messaging import EXECUTE_JOB, JOBS_QUEUE, make_app
+from protocol.nodes import Supersession
+from protocol.outcome import JobOutcome
+from protocol.spec import JobSpec, parse_spec
 from tests.e2e.client import Requester
 
 T = TypeVar("T")

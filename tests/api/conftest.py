@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.devstack import DevStack
+from devstack.stack import DevStack
 from tests.api.server import running_api
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from bridge.devstack import DevStack, free_port
+from devstack.stack import DevStack, free_port
 
 
 @contextmanager

@@ -7,8 +7,8 @@ import time
 
 import httpx
 
-from bridge.devimages import BUSYBOX_IMAGE
-from executor.spec import JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from protocol.spec import JobSpec
 from tests.e2e.client import Requester
 
 

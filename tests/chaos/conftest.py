@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devstack import DevStack, free_port
+from devstack.stack import DevStack, free_port
 from tests.e2e.client import Requester, settings_for
 
 

@@ -11,10 +11,10 @@ import time
 from sqlalchemy import select
 
 from bridge.chain import JobStatus
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
 from bridge.ledger import Ledger, Transaction, TxStatus
-from executor.spec import JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
+from protocol.spec import JobSpec
 from tests.e2e.client import Requester
 from tests.services import TcpProxy
 

@@ -14,10 +14,10 @@ from hexbytes import HexBytes
 from sqlalchemy import select
 
 from bridge.chain import JobStatus
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
 from bridge.ledger import Job, Ledger
-from executor.spec import JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
+from protocol.spec import JobSpec
 from tests.e2e.client import Requester
 
 CONFIRMATIONS = 3

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devstack import DevStack, dev_key
+from devstack.stack import DevStack, dev_key
 
 COD = str(Path(sys.executable).parent / "cod")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devimages import BUSYBOX_IMAGE
+from devstack.images import BUSYBOX_IMAGE
 from tests.cli.conftest import Cod
 from tests.e2e.client import Requester
 

@@ -10,8 +10,8 @@ import yaml
 from eth_account import Account
 from web3 import Web3
 
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack, dev_key
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack, dev_key
 from tests.cli.conftest import Cod
 from tests.e2e.client import Requester
 

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from bridge.devimages import BUSYBOX_IMAGE
+from devstack.images import BUSYBOX_IMAGE
 from tests.cli.conftest import Cod
 from tests.e2e.client import Requester
 

@@ -12,8 +12,8 @@ from web3.logs import DISCARD
 
 from bridge.chain import JobStatus, OnChainJob, TxSender, connect, job_manager, read_job
 from bridge.config import BridgeSettings
-from executor.ipfs import KuboClient
-from executor.spec import JobSpec
+from protocol.ipfs import KuboClient
+from protocol.spec import JobSpec
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from bridge.chain import JobStatus
-from bridge.devimages import BUSYBOX_IMAGE
-from executor.spec import JobSpec, Resources
+from devstack.images import BUSYBOX_IMAGE
+from protocol.spec import JobSpec, Resources
 from tests.e2e.client import Requester
 
 

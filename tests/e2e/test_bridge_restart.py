@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from bridge.chain import JobStatus
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
-from executor.spec import JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
+from protocol.spec import JobSpec
 from tests.e2e.client import Requester
 
 

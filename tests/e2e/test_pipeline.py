@@ -4,7 +4,7 @@ one's result CID; the final result comes back on-chain and its content is right.
 from __future__ import annotations
 
 from bridge.config import BridgeSettings
-from bridge.demo import run_pipeline
+from devstack.demo import run_pipeline
 from tests.e2e.client import Requester
 
 TEXT = "one\nthe five words of this\ntwo words\nfour words right here\nthree words here\n"

@@ -11,13 +11,14 @@ from typing import Any
 import docker
 import pytest
 
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
 from executor.config import WorkerSettings
-from executor.ipfs import KuboClient
-from executor.runner import JobOutcome, JobRunner
-from executor.spec import JobSpec
+from executor.runner import JobRunner
 from executor.tasks import build_runner
+from protocol.ipfs import KuboClient
+from protocol.outcome import JobOutcome
+from protocol.spec import JobSpec
 
 NODE = "exec-test"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from executor.ipfs import KuboClient
 from executor.runner import JobRunner
+from protocol.ipfs import KuboClient
 from tests.executor.conftest import RunnerFactory, run, sh
 
 # Different bytes on every run: a second run would publish a different CID.

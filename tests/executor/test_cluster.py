@@ -14,12 +14,12 @@ from typing import TypeVar
 import docker
 
 from bridge.chain import JobStatus, read_job
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
 from bridge.ledger import Ledger, job_key
-from executor.ipfs import KuboClient
-from executor.nodes import list_nodes
-from executor.spec import JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
+from protocol.ipfs import KuboClient
+from protocol.nodes import list_nodes
+from protocol.spec import JobSpec
 from tests.e2e.client import Requester, settings_for
 from tests.executor.conftest import CLUSTER_NODES
 
@@ -60,7 +60,7 @@ def shell(script: str, **fields: object) -> JobSpec:
 def test_node_list_shows_every_live_node(cluster: DevStack) -> None:
     wait_until("every node's first heartbeat", lambda: live_node_ids(cluster) >= set(CLUSTER_NODES))
     output = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "node", "list", "--output", "json"], check=True,
+        [sys.executable, "-m", "cod.cli", "node", "list", "--output", "json"], check=True,
         capture_output=True, text=True, env={**os.environ, **cluster.env}).stdout
     nodes = {n["id"]: n for n in json.loads(output)}
     assert set(nodes) == set(CLUSTER_NODES)

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from executor.capacity import Capacity
+from bridge.placement import unservable_reason
 from executor.engines.base import RunRequest
 from executor.engines.docker_engine import Limits, container_args
-from executor.nodes import NodeInfo, unservable_reason
-from executor.routing import queue_for, queues_for_node
-from executor.spec import JobSpec
+from protocol.capacity import Capacity
+from protocol.nodes import NodeInfo
+from protocol.queues import queue_for, queues_for_node
+from protocol.spec import JobSpec
 
 GiB = 1024**3
 LAPTOP = Capacity(cpus=2, memory=8 * GiB)

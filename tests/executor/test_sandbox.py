@@ -7,10 +7,10 @@ from urllib.parse import urlparse
 
 import docker
 
-from bridge.devstack import DevStack
-from executor.ipfs import KuboClient
+from devstack.stack import DevStack
 from executor.runner import JobRunner
-from executor.spec import JobSpec
+from protocol.ipfs import KuboClient
+from protocol.spec import JobSpec
 from tests.executor.conftest import NODE, RunnerFactory, run, sh
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devstack import DevStack
-from executor.ipfs import KuboClient
+from devstack.stack import DevStack
 from executor.runner import JobRunner
+from protocol.ipfs import KuboClient
 from tests.executor.conftest import RunnerFactory, run, sh
 
 GiB = 1024**3
@@ -100,7 +100,7 @@ def test_ipfs_directory_input(runner: JobRunner, kubo: KuboClient, tmp_path: Pat
 _MEASURE = """
 import json, resource, sys
 from pathlib import Path
-from executor.ipfs import KuboClient
+from protocol.ipfs import KuboClient
 from executor.storage.ipfs import IpfsStorage
 from executor.egress import EgressPolicy
 from executor.storage.url import UrlStorage

@@ -8,9 +8,9 @@ import base64
 
 import wasmtime
 
-from executor.ipfs import KuboClient
 from executor.runner import JobRunner
-from executor.spec import JobSpec
+from protocol.ipfs import KuboClient
+from protocol.spec import JobSpec
 from tests.executor.conftest import run
 
 WASI = "wasi_snapshot_preview1"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from bridge.chain import JobStatus
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.devstack import DevStack
 from bridge.ledger import Ledger
-from executor.ipfs import KuboClient
-from executor.locality import DataIndex
-from executor.spec import InputSource, JobSpec
+from devstack.images import BUSYBOX_IMAGE
+from devstack.stack import DevStack
+from protocol.ipfs import KuboClient
+from protocol.nodes import DataIndex
+from protocol.spec import InputSource, JobSpec
 from tests.e2e.client import Requester, settings_for
 
 NODES = ("node-a", "node-b", "node-c")
@@ -130,7 +130,7 @@ def test_data_node_down_the_job_runs_elsewhere_and_comes_back(cluster: DevStack,
 def cod(cluster: DevStack, node: str, *args: str) -> str:
     env = {**os.environ, **cluster.env, "COD_NODE_ID": node,
            "COD_IPFS_API": cluster.kubo_apis[f"nodekubo-{node}"]}
-    done = subprocess.run([sys.executable, "-m", "bridge.cli", *args], env=env,
+    done = subprocess.run([sys.executable, "-m", "cod.cli", *args], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout

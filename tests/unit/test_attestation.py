@@ -12,7 +12,7 @@ import pytest
 from eth_account import Account
 
 from bridge.redact import redact
-from executor.attestation import (
+from protocol.attestation import (
     SIGNATURE_FIELD,
     NodeIdentity,
     cache_entry_signer,

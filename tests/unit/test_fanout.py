@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.fanout import (
+from devstack.fanout import (
     CID_MARK,
     MAX_INPUTS,
     combine_entries,
@@ -12,7 +12,7 @@ from bridge.fanout import (
     sum_combine_spec,
     word_count_map_spec,
 )
-from executor.spec import InputSource, JobSpec, parse_spec
+from protocol.spec import InputSource, JobSpec, parse_spec
 
 # CIDv1 strings as Kubo prints them (the contract accepts [A-Za-z0-9]{10,100})
 CIDS = [

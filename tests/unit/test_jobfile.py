@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.cli.run import parse_input
-from bridge.jobfile import JobFileError, finish, parse_job_document, parse_template_vars
-from bridge.jobs import parse_fee
+from cod.cli.run import parse_input
+from cod.jobfile import JobFileError, finish, parse_job_document, parse_template_vars
+from cod.jobs import parse_fee
 
 BACALHAU = """
 Name: full

@@ -3,7 +3,7 @@ surrogate (`\\ud800` in the JSON) once turned `/jobs` into a 500 for every calle
 
 from __future__ import annotations
 
-from bridge.queries import _spec_fields, _text
+from cod.queries import _spec_fields, _text
 
 
 def test_a_lone_surrogate_in_a_spec_field_is_not_shown() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from executor.spec import JobSpec, SpecError, parse_size, parse_spec
+from protocol.spec import JobSpec, SpecError, parse_size, parse_spec
 
 
 def test_minimal_spec_gets_the_documented_defaults() -> None:

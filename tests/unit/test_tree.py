@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.tree import TreeLimitExceeded, measure, remove, walk
+from protocol.tree import TreeLimitExceeded, measure, remove, walk
 
 
 def chain(root: Path, levels: int, name: str = "d") -> None:

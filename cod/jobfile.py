@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from executor.spec import JobSpec, SpecError, parse_spec
+from protocol.spec import JobSpec, SpecError, parse_spec
 
 _TEMPLATE_RE = re.compile(r"\{\{-?\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*-?\}\}")
 _JOB_KEYS = {"Name", "Namespace", "Type", "Priority", "Count", "Constraints", "Meta", "Labels",

@@ -22,12 +22,12 @@ from web3.contract import Contract
 from bridge.chain import JobStatus, OnChainJob, connect, job_manager, read_job
 from bridge.config import BridgeSettings
 from bridge.events import UndecodableRequest
-from bridge.jobs import read_existing_job
 from bridge.ledger import IN_FLIGHT, JobState, Ledger, NewJob
 from bridge.ledger import Job as LedgerJob
 from bridge.logscan import DEFAULT_SCAN_BLOCKS, LogScanner, RequestLog
-from bridge.views import STATUSES, JobDetail, JobPage, JobSummary, TimelineEntry, iso
-from executor.spec import SpecError, parse_spec
+from cod.jobs import read_existing_job
+from cod.views import STATUSES, JobDetail, JobPage, JobSummary, TimelineEntry, iso
+from protocol.spec import SpecError, parse_spec
 
 _DURATION_RE = re.compile(r"^(\d+)\s*([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -11,14 +11,14 @@ allows networked jobs consume: an operator refuses them simply by not listening.
 | `cod.gpu` | ≥ 1 GPU | ≥ 1 GPU |
 
 Within a class a job may still be larger than a given node (a 64 GiB job, a 32 GiB node): the
-bridge holds a job that no live node fits (`executor.nodes.unservable_reason`), and a node hands
+bridge holds a job that no live node fits (`bridge.placement.unservable_reason`), and a node hands
 back a job it does not fit to the queue for another node.
 """
 
 from __future__ import annotations
 
-from executor.capacity import Capacity
-from executor.spec import JobSpec, Resources
+from protocol.capacity import Capacity
+from protocol.spec import JobSpec, Resources
 
 CPU_QUEUE = "cod.cpu"
 HIGHMEM_QUEUE = "cod.highmem"
@@ -30,6 +30,12 @@ GiB = 1024**3
 STANDARD_CPUS = 2.0  # the largest job of the cpu class …
 STANDARD_MEMORY = 4 * GiB  # … and every node serving that class can take it
 HIGHMEM_NODE_MEMORY = 16 * GiB
+NODE_QUEUE_PREFIX = "cod.node."
+
+
+def node_queue(node_id: str) -> str:
+    """The queue only `node_id` consumes: jobs sent to the data it holds."""
+    return NODE_QUEUE_PREFIX + node_id
 
 
 def class_queue(resources: Resources) -> str:

@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bridge.cli.output import ENVIRONMENT, OutputFormat, console, fail, render
+from cod.cli.output import ENVIRONMENT, OutputFormat, console, fail, render
 from executor.config import WorkerSettings
-from executor.ipfs import IpfsError, IpfsUnavailable, KuboClient
 from executor.locality import HoldingsScanner
+from protocol.ipfs import IpfsError, IpfsUnavailable, KuboClient
 
 Output = Annotated[OutputFormat, typer.Option("--output", help="table, json or yaml.")]
 CidArgument = Annotated[str, typer.Argument(help="The CID to hold (or release), e.g. bafy…")]

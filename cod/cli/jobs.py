@@ -12,13 +12,13 @@ import typer
 from rich.table import Table
 
 from bridge.chain import JobStatus
-from bridge.cli.common import (
+from cod.cli.common import (
     download_result,
     load_settings,
     print_logs,
     wait_for,
 )
-from bridge.cli.output import (
+from cod.cli.output import (
     JOB_FAILED,
     STILL_RUNNING,
     USAGE,
@@ -28,10 +28,10 @@ from bridge.cli.output import (
     fail,
     render,
 )
-from bridge.jobs import JobClient, format_wei
-from bridge.nodes import list_nodes
-from bridge.queries import JobReader, parse_since
-from bridge.views import STATUSES, JobDetail
+from cod.jobs import JobClient, format_wei
+from cod.nodes import list_nodes
+from cod.queries import JobReader, parse_since
+from cod.views import STATUSES, JobDetail
 
 Output = Annotated[OutputFormat, typer.Option("--output", help="table, json or yaml.")]
 

@@ -17,10 +17,10 @@ from web3.logs import DISCARD
 
 from bridge.chain import TxSender, connect, job_manager, load_artifact
 from bridge.config import BridgeSettings
-from bridge.devimages import BUSYBOX_IMAGE
-from bridge.fanout import CID_MARK
-from executor.ipfs import KuboClient
-from executor.spec import InputSource, JobSpec, OutputPath, Resources
+from devstack.fanout import CID_MARK
+from devstack.images import BUSYBOX_IMAGE
+from protocol.ipfs import KuboClient
+from protocol.spec import InputSource, JobSpec, OutputPath, Resources
 
 PIPELINE_CALLBACK_GAS = 500_000  # the stage-1 callback requests stage 2 (~300k measured)
 RUN_COMPLETED, RUN_FAILED = 3, 4

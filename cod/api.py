@@ -2,7 +2,7 @@
 
 `GET /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/logs`, `GET /nodes`, `GET /healthz`, `GET /metrics`;
 OpenAPI at `/openapi.json`, interactive docs at `/docs`. The same models as `cod job … --output
-json` (`bridge.views`), so a script and a frontend see the same fields.
+json` (`cod.views`), so a script and a frontend see the same fields.
 
 Open to anyone, so bounded: `/jobs` pages come from the ledger's index (or bounded log windows
 without one), `follow` waits on the event loop for at most `COD_API_FOLLOW_MAX_S` with at most
@@ -30,14 +30,14 @@ from starlette.requests import Request
 
 from bridge.chain import ChainError, JobStatus
 from bridge.config import BridgeSettings
-from bridge.jobs import NoSuchJob
 from bridge.logscan import DEFAULT_SCAN_BLOCKS
-from bridge.nodes import BrokerUnavailable, check_broker, list_nodes
-from bridge.queries import JobReader, open_ledger
 from bridge.redact import redact
-from bridge.results import stream_log
-from bridge.views import JobDetail, JobPage, Links, NodeView
-from executor.ipfs import IpfsError, KuboClient
+from cod.jobs import NoSuchJob
+from cod.nodes import BrokerUnavailable, check_broker, list_nodes
+from cod.queries import JobReader, open_ledger
+from cod.results import stream_log
+from cod.views import JobDetail, JobPage, Links, NodeView
+from protocol.ipfs import IpfsError, KuboClient
 
 JobId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="The on-chain job id.")]
 

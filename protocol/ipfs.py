@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from executor.tree import DEFAULT_MAX_DEPTH, remove, walk
+from protocol.tree import DEFAULT_MAX_DEPTH, remove, walk
 
 CHUNK = 1 << 20
 

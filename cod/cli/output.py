@@ -27,7 +27,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from bridge.views import View
+from cod.views import View
 
 OK, JOB_FAILED, USAGE, ENVIRONMENT, REFUSED, STILL_RUNNING, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
@@ -82,11 +82,11 @@ def classify(exc: BaseException) -> tuple[int, str]:
     from web3.exceptions import TimeExhausted, Web3Exception
 
     from bridge.chain import ChainError
-    from bridge.jobfile import JobFileError
-    from bridge.jobs import NoSuchJob, RequestRefused
-    from bridge.nodes import BrokerUnavailable
-    from executor.ipfs import IpfsError, IpfsUnavailable
-    from executor.spec import SpecError
+    from cod.jobfile import JobFileError
+    from cod.jobs import NoSuchJob, RequestRefused
+    from cod.nodes import BrokerUnavailable
+    from protocol.ipfs import IpfsError, IpfsUnavailable
+    from protocol.spec import SpecError
 
     if isinstance(exc, CliError):
         return exc.code, str(exc)

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from bridge.cli.output import ENVIRONMENT, OutputFormat, console, err, fail, render
 from bridge.config import BridgeSettings
+from cod.cli.output import ENVIRONMENT, OutputFormat, console, err, fail, render
 
 
 def devstack(
@@ -24,7 +24,7 @@ def devstack(
     worker: Annotated[bool, typer.Option(help="Start an executor worker.")] = True,
 ) -> None:
     """Run the whole stack locally (anvil, Kubo, Redis, Docker, bridge, worker) until Ctrl-C."""
-    from bridge.devstack import DevStack, DevStackError
+    from devstack.stack import DevStack, DevStackError
 
     stack = DevStack(state_dir, block_time=block_time, with_bridge=bridge, with_worker=worker,
                      preferred_ports=not random_ports)
@@ -96,7 +96,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 300,
 ) -> None:
     """Run the two-stage chained job from a contract against a running stack."""
-    from bridge.demo import SAMPLE_TEXT, PipelineFailed, run_pipeline
+    from devstack.demo import SAMPLE_TEXT, PipelineFailed, run_pipeline
 
     text = text_file.read_text() if text_file else SAMPLE_TEXT
     try:
@@ -174,7 +174,7 @@ def api(
     """Serve the read-only REST API (OpenAPI at /docs and /openapi.json)."""
     import uvicorn
 
-    from bridge.api import ApiSettings, create_app
+    from cod.api import ApiSettings, create_app
 
     settings = ApiSettings()
     if not settings.contract:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.devimages import BUSYBOX_IMAGE
-from executor.spec import InputSource, JobSpec, OutputPath, Resources, parse_spec
+from devstack.images import BUSYBOX_IMAGE
+from protocol.spec import InputSource, JobSpec, OutputPath, Resources, parse_spec
 
 # A real CID (the identity CID of "cod-cid-placeholder") that stands for one while rendering.
 CID_MARK = "bafkqae3dn5sc2y3jmqwxa3dbmnswq33mmrsxe"

@@ -241,3 +241,16 @@ def _parse_spec(text: str) -> JobSpec:
         message = first["msg"].removeprefix("Value error, ")
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise SpecError(f"invalid spec: field '{field}': {message}{more}") from exc
+
+
+_ROOT = re.compile(r"^ipfs://([A-Za-z0-9]+)")
+
+
+def input_roots(spec: JobSpec) -> list[str]:
+    """The root CIDs of a job's IPFS inputs (`ipfs://CID/sub/path` counts as CID)."""
+    roots = []
+    for source in spec.inputs:
+        match = _ROOT.match(source.source)
+        if match:
+            roots.append(match.group(1))
+    return roots

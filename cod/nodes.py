@@ -9,7 +9,7 @@ from __future__ import annotations
 from kombu.connection import Connection
 
 from bridge.redact import redact
-from bridge.views import NodeView
+from cod.views import NodeView
 
 
 class BrokerUnavailable(RuntimeError):
@@ -27,12 +27,12 @@ def check_broker(broker_url: str) -> None:
 
 
 def list_nodes(broker_url: str, timeout_s: float = 1.0) -> list[NodeView]:
-    """The live compute nodes, from their heartbeats in Redis (`executor.nodes`), with the data
+    """The live compute nodes, from their heartbeats in Redis (`protocol.nodes`), with the data
     each holds (`executor.locality`)."""
     del timeout_s  # heartbeats are read, not broadcast: nothing to wait for
     check_broker(broker_url)
-    from executor.locality import DataIndex
-    from executor.nodes import list_nodes as live_nodes
+    from protocol.nodes import DataIndex
+    from protocol.nodes import list_nodes as live_nodes
 
     nodes = live_nodes(broker_url)
     holdings = DataIndex(broker_url).holdings([n.node_id for n in nodes])

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bridge.chain import JobStatus
-from bridge.cli.output import ENVIRONMENT, JOB_FAILED, OK, STILL_RUNNING, console, err, fail
 from bridge.config import BridgeSettings
-from bridge.queries import JobReader, Progress
-from bridge.results import download, read_log
-from executor.ipfs import KuboClient
+from cod.cli.output import ENVIRONMENT, JOB_FAILED, OK, STILL_RUNNING, console, err, fail
+from cod.queries import JobReader, Progress
+from cod.results import download, read_log
+from protocol.ipfs import KuboClient
 
 TaskState = Callable[[str], tuple[str, str]]
 
@@ -32,8 +32,8 @@ def task_state_reader(broker_url: str) -> TaskState | None:
     """Reads a Celery task's state and node from the result backend; None without a broker."""
     from celery.result import AsyncResult
 
-    from bridge.nodes import BrokerUnavailable, check_broker
-    from executor.celery_app import make_app
+    from cod.nodes import BrokerUnavailable, check_broker
+    from protocol.messaging import make_app
 
     try:
         check_broker(broker_url)

@@ -1,6 +1,6 @@
 """The `cod` command line: Bacalhau's verbs over cod's contract, bridge and executors.
 
-Exit codes and error handling: see `bridge.cli.output`.
+Exit codes and error handling: see `cod.cli.output`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import typer
 
-from bridge.cli import data, jobs, ops, run
-from bridge.cli.output import report
+from cod.cli import data, jobs, ops, run
+from cod.cli.output import report
 
 
 class _Cod(typer.Typer):

@@ -14,18 +14,18 @@ from typing import Annotated, Any
 
 import typer
 
-from bridge.cli.common import (
+from cod.cli.common import (
     download_result,
     load_settings,
     outcome_code,
     print_logs,
     wait_for,
 )
-from bridge.cli.output import USAGE, console, err, fail
-from bridge.jobfile import JobDraft, finish, parse_job_document, parse_template_vars
-from bridge.jobs import JobClient, format_wei, parse_fee, validate_spec
-from bridge.queries import JobReader
-from bridge.views import iso
+from cod.cli.output import USAGE, console, err, fail
+from cod.jobfile import JobDraft, finish, parse_job_document, parse_template_vars
+from cod.jobs import JobClient, format_wei, parse_fee, validate_spec
+from cod.queries import JobReader
+from cod.views import iso
 
 # A real CID (identity of "cod-cid-placeholder") standing for a local input not yet added to IPFS.
 PLACEHOLDER_CID = "bafkqae3dn5sc2y3jmqwxa3dbmnswq33mmrsxe"
@@ -138,7 +138,7 @@ def submit(draft: JobDraft, options: Submit, base_dir: Path) -> None:
     settings = load_settings(contract=not options.dry_run, key=not options.dry_run)
     fee = parse_fee(options.fee) if options.fee is not None else None
     if local:
-        from executor.ipfs import KuboClient
+        from protocol.ipfs import KuboClient
 
         kubo = KuboClient(settings.ipfs_api)
         added = {}
@@ -247,7 +247,7 @@ def wasm_run(
     """Run a WebAssembly (WASI) module as a job: `cod wasm run MODULE -- ARGS…`."""
     source = module if module.startswith("ipfs://") or Path(module).exists() else f"ipfs://{module}"
     if not source.startswith("ipfs://"):
-        from executor.ipfs import KuboClient
+        from protocol.ipfs import KuboClient
 
         settings = load_settings(contract=False)
         source = f"ipfs://{KuboClient(settings.ipfs_api).add_path(Path(source).resolve())}"

@@ -26,8 +26,8 @@ from docker.errors import DockerException
 from eth_account import Account
 
 from bridge.chain import TxSender, connect
-from bridge.devimages import ensure_busybox_image
-from executor.ipfs import KuboClient
+from devstack.images import ensure_busybox_image
+from protocol.ipfs import KuboClient
 
 # anvil's well-known dev accounts (mnemonic "test test … junk"): never use them on a real chain.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -341,7 +341,7 @@ class DevStack:
         log = self.logs / f"worker-{node_id}.log"
         offset = log.stat().st_size if log.exists() else 0  # a restarted node appends
         process = self._spawn(f"worker-{node_id}",
-                              [self.python, "-m", "bridge.cli", "worker", "--concurrency",
+                              [self.python, "-m", "cod.cli", "worker", "--concurrency",
                                str(concurrency)],
                               env)
         _wait_for(f"worker {node_id}", lambda: self._worker_ready(node_id, offset), 60, process,
@@ -372,7 +372,7 @@ class DevStack:
                **self.bridge_env, **(extra_env or {})}
         log = self.logs / "bridge.log"
         offset = log.stat().st_size if log.exists() else 0
-        process = self._spawn("bridge", [self.python, "-m", "bridge.cli", "bridge"], env)
+        process = self._spawn("bridge", [self.python, "-m", "cod.cli", "bridge"], env)
         _wait_for("bridge", lambda: "bridge for" in log.read_bytes()[offset:].decode(), 30,
                   process, log)
         return process

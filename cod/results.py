@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from executor.ipfs import IpfsError, IpfsUnavailable, KuboClient
+from protocol.ipfs import IpfsError, IpfsUnavailable, KuboClient
 
 LOG_STREAMS = ("stdout", "stderr")
 

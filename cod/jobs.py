@@ -27,7 +27,7 @@ from bridge.chain import (
     read_job,
 )
 from bridge.config import BridgeSettings
-from executor.spec import JobSpec, SpecError, parse_spec
+from protocol.spec import JobSpec, SpecError, parse_spec
 
 MAX_SPEC_BYTES = 8192  # JobManager.MAX_SPEC_BYTES
 ZERO_ADDRESS = "0x" + "0" * 40

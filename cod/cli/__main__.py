@@ -1,0 +1,5 @@
+"""`python -m cod.cli …` (devstack spawns `bridge` and `worker` this way)."""
+
+from cod.cli import main
+
+main()

@@ -35,6 +35,7 @@ from bridge.chain import TxSender
 from bridge.dispatcher import BrokerEpoch, Dispatcher
 from bridge.ledger import JobState, Ledger
 from bridge.listener import Listener
+from bridge.ports import CeleryTaskQueue, ContractChain, RedisNodeBoard
 from bridge.submitter import Submitter
 from bridge.txmanager import TxManager, calldata
 from devstack.stack import free_port
@@ -140,7 +141,8 @@ def run(requests: int, blocks: int, fulfil: int, log_chunk: int = 2000) -> dict[
             seen = listener.poll()
             listen_s = time.monotonic() - t0
             rss_series.append(round(current_rss_mb(), 1))
-            dispatcher = Dispatcher(make_app(broker), ledger, BrokerEpoch(broker),
+            dispatcher = Dispatcher(CeleryTaskQueue(make_app(broker)), RedisNodeBoard(broker),
+                                    ledger, BrokerEpoch(broker),
                                     listener.chain_id, listener.address)
             _pretend_a_node(broker)  # the dispatcher holds jobs back while no node could run them
             t0 = time.monotonic()
@@ -163,10 +165,10 @@ def run(requests: int, blocks: int, fulfil: int, log_chunk: int = 2000) -> dict[
             jobs = ledger.jobs_in(listener.chain_id, listener.address, JobState.DISPATCHED,
                                   limit=fulfil)
             for job in jobs:
-                ledger.update(job, state=JobState.EXECUTED, exit_code=0,
-                              result_cid="bafybeifnpx3io52zdt45tzxhynk7qf55hhbzfxtux24xfchmlqipybr6ne")
+                ledger.mark_executed(job, "bench", "bafybeifnpx3io52zdt45tzxhynk7qf55hhbzfxtux24xfchmlqipybr6ne",
+                                     0, None, "bench")
             txm = TxManager(chain.w3, chain.oracle_key, ledger)
-            submitter = Submitter(chain.manager, txm, ledger, listener.chain_id)
+            submitter = Submitter(ContractChain(chain.manager), txm, ledger, listener.chain_id)
             t0 = time.monotonic()
             done = 0
             while done < len(jobs):

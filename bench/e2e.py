@@ -27,6 +27,8 @@ from bench.stats import (
     timeline_marks,
     worker_log_times,
 )
+from bridge.ledger import JobState
+from bridge.timeline import EventKind
 from devstack.images import BUSYBOX_IMAGE
 from devstack.stack import DevStack
 from executor.config import WorkerSettings
@@ -145,7 +147,7 @@ def overhead(bench: Bench, runs: int, confirmations: tuple[int, ...] = (0, 1)) -
         breakdowns = [stage_breakdown(j["marks"]) for j in jobs]
         result["e2e"][str(confs)] = {
             "median": median_breakdown(breakdowns),
-            "completed": sum(1 for j in jobs if j["state"] == "completed"),
+            "completed": sum(1 for j in jobs if j["state"] == JobState.COMPLETED),
             "jobs": [{"job_id": j["job_id"], "marks": j["marks"], **b}
                      for j, b in zip(jobs, breakdowns, strict=True)],
         }
@@ -191,8 +193,8 @@ def cod_rate(bench: Bench, parallel: int, window: float, warmup: float) -> dict[
             sent += 1
         time.sleep(0.3)
     w0, w1 = start + warmup, start + warmup + window
-    fulfilled = rate_in_window(bench.reader.event_times("fulfilled", w0), w0, w1)
-    executed = rate_in_window(bench.reader.event_times("published", w0), w0, w1)
+    fulfilled = rate_in_window(bench.reader.event_times(EventKind.FULFILLED, w0), w0, w1)
+    executed = rate_in_window(bench.reader.event_times(EventKind.PUBLISHED, w0), w0, w1)
     drain_until = time.monotonic() + 180  # let the backlog finish before the next measurement
     while bench.reader.count_done() - done_before < sent and time.monotonic() < drain_until:
         time.sleep(0.5)

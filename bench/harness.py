@@ -17,7 +17,8 @@ from web3 import Web3
 from web3.contract import Contract
 
 from bridge.chain import connect, job_manager
-from bridge.ledger import Job, JobEvent, Ledger
+from bridge.ledger import Job, JobEvent, JobState, Ledger
+from bridge.timeline import EventKind
 from bridge.txmanager import calldata
 from devstack.stack import DevStack, dev_key
 from protocol.spec import JobSpec
@@ -134,7 +135,8 @@ class LedgerReader:
         with self.ledger.session() as s:
             return s.scalars(select(Job).where(Job.tx_hash == tx_hash)).first()
 
-    def wait_state(self, tx_hash: str, states: tuple[str, ...] = ("completed", "failed"),
+    def wait_state(self, tx_hash: str, states: tuple[str, ...] = (JobState.COMPLETED,
+                                                                    JobState.FAILED),
                    timeout: float = 300) -> Job:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -148,7 +150,7 @@ class LedgerReader:
         return [(e.kind, e.at) for e in self.ledger.timeline(job.chain_id, job.contract,
                                                              job.job_id)]
 
-    def event_times(self, kind: str, since: float) -> list[float]:
+    def event_times(self, kind: EventKind, since: float) -> list[float]:
         with self.ledger.session() as s:
             return list(s.scalars(select(JobEvent.at).where(
                 JobEvent.kind == kind, JobEvent.at >= since)))
@@ -156,7 +158,7 @@ class LedgerReader:
     def count_done(self) -> int:
         with self.ledger.session() as s:
             return int(s.scalar(select(func.count()).select_from(Job).where(
-                Job.state.in_(["completed", "failed", "closed"]))) or 0)
+                Job.state.in_([JobState.COMPLETED, JobState.FAILED, JobState.CLOSED]))) or 0)
 
     def count_all(self) -> int:
         with self.ledger.session() as s:

@@ -134,7 +134,7 @@ def _gas() -> list[str]:
     text = GAS_MD.read_text().splitlines()
     start = next(i for i, line in enumerate(text) if line.startswith("| operation"))
     end = next((i for i in range(start, len(text)) if not text[i].startswith("|")), len(text))
-    return ["## Gas (from `contracts/scripts/gas-report.js`, [bench/results/gas.md](gas.md))", "",
+    return ["## Gas (from `scripts/gas-report.js`, [bench/results/gas.md](gas.md))", "",
             *text[start:end], ""]
 
 

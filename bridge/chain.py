@@ -18,6 +18,13 @@ from web3.types import Nonce, TxParams, TxReceipt
 GWEI = 10**9
 
 
+def eip1559_fees(base_fee: int, tip: int, cap: int) -> tuple[int, int]:
+    """(max fee, tip) per gas: `maxFee = 2 × baseFee + tip`, capped at `cap`; the tip is never more
+    than the max fee. The one fee rule of `TxSender` and `bridge.txmanager.TxManager`."""
+    max_fee = min(2 * base_fee + tip, cap)
+    return max_fee, min(tip, max_fee)
+
+
 class JobStatus(IntEnum):
     """Mirrors `JobManager.JobStatus`."""
 
@@ -96,8 +103,8 @@ class TxSender:
 
     def _fees(self) -> dict[str, int]:
         base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
-        max_fee = min(2 * base_fee + self._tip, self._max_fee)
-        return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": min(self._tip, max_fee)}
+        max_fee, tip = eip1559_fees(base_fee, self._tip, self._max_fee)
+        return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
 
     def send(self, tx: TxParams, wait: bool = True) -> TxReceipt | str:
         """Fill nonce, fees and gas, sign, send; wait for the receipt unless `wait` is False."""

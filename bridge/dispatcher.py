@@ -12,17 +12,16 @@ import time
 import uuid
 
 import redis
-from celery import Celery
-from celery.result import AsyncResult
 
 from bridge import metrics
 from bridge.isolation import each_job
 from bridge.ledger import Job, JobState, Ledger
 from bridge.logs import job_extra
 from bridge.placement import Placement, place, waiting_for
+from bridge.ports import Epoch, NodeBoard, TaskQueue, TaskResult
+from bridge.timeline import EventKind
 from protocol.attestation import check_outcome
-from protocol.messaging import EXECUTE_JOB
-from protocol.nodes import DataIndex, NodeInfo, NodeRegistry, Supersession
+from protocol.nodes import NodeInfo
 from protocol.outcome import JobOutcome, OutcomeStatus
 from protocol.queues import node_queue, queue_for
 from protocol.spec import JobSpec, SpecError, input_roots, parse_spec
@@ -51,20 +50,20 @@ class BrokerEpoch:
 
 
 class Dispatcher:
-    def __init__(self, app: Celery, ledger: Ledger, epoch: BrokerEpoch, chain_id: int,
-                 contract: str, locality: bool = True, max_attempts: int = 3,
+    """`tasks`: where tasks go and results come from (Celery); `nodes`: the live nodes and their
+    holdings (the workers' heartbeats in Redis); `epoch`: the broker's (`BrokerEpoch`)."""
+
+    def __init__(self, tasks: TaskQueue, nodes: NodeBoard, ledger: Ledger, epoch: Epoch,
+                 chain_id: int, contract: str, locality: bool = True, max_attempts: int = 3,
                  trusted_nodes: frozenset[str] = frozenset()) -> None:
         self._trusted_nodes = trusted_nodes  # node-key addresses whose results count; none: no result
         if not trusted_nodes:
             log.error("no node addresses registered (COD_NODE_ADDRESSES): every result will be "
                       "refused; register each worker's address (it logs it at start)")
-        self._app = app
+        self._tasks = tasks
         self._max_attempts = max_attempts
         self._locality = locality
-        broker_url = str(app.conf.broker_url)
-        self._nodes = NodeRegistry(broker_url)
-        self._data = DataIndex(broker_url)
-        self._supersession = Supersession(broker_url)
+        self._nodes = nodes
         self._ledger = ledger
         self._epoch = epoch
         self._chain_id = chain_id
@@ -98,7 +97,7 @@ class Dispatcher:
                 self.reject(job, wait.reason)
                 return
             if self._waiting.get(job.key) != wait.reason:
-                self._ledger.update(job, "waiting", wait.reason)
+                self._ledger.note_waiting(job, wait.reason)
                 self._waiting[job.key] = wait.reason
             self._ledger.defer(job, WAIT_RECHECK_S)
             return
@@ -107,8 +106,7 @@ class Dispatcher:
 
     def reject(self, job: Job, reason: str) -> None:
         """The job cannot be run: it goes to the submitter, which fails it on-chain with `reason`."""
-        self._ledger.update(job, "rejected", reason, state=JobState.REJECTED, reason=reason[:1000],
-                            not_before=0.0)
+        self._ledger.mark_rejected(job, reason)
 
     def send(self, job: Job, epoch: str, near_data: bool = True,
              nodes: list[NodeInfo] | None = None) -> None:
@@ -120,7 +118,7 @@ class Dispatcher:
         queue = node_queue(placement.node_id) if placement else queue_for(spec)
         attempt = job.attempts + 1
         task_id = f"{job.key}:{attempt}"
-        self._app.send_task(EXECUTE_JOB, args=[job.key, job.spec], task_id=task_id, queue=queue)
+        self._tasks.send(task_id, queue, job.key, job.spec)
         detail = f"routed to its data: {placement.describe()}" if placement else f"queue {queue}"
         self._ledger.mark_dispatched(job, attempt, task_id, epoch,
                                      routed_node=placement.node_id if placement else None,
@@ -131,8 +129,8 @@ class Dispatcher:
         """Give up waiting for the node that holds the data: the job goes to the general queue
         (it will fetch its inputs), and the task sent to that node is marked superseded."""
         assert job.task_id is not None
-        self._supersession.mark(job.task_id)
-        self._ledger.add_event(job, "re-routed", why)
+        self._nodes.mark_superseded(job.task_id)
+        self._ledger.add_event(job, EventKind.RE_ROUTED, why)
         self.send(job, epoch, near_data=False)
 
     def _place(self, spec: JobSpec, nodes: list[NodeInfo] | None) -> Placement | None:
@@ -140,7 +138,7 @@ class Dispatcher:
             return None
         if nodes is None:
             nodes = self._nodes.live()
-        return place(spec, nodes, self._data.holdings([n.node_id for n in nodes]))
+        return place(spec, nodes, self._nodes.holdings([n.node_id for n in nodes]))
 
     def collect(self) -> int:
         """Move jobs whose task finished to `executed` (or `rejected`); returns how many.
@@ -159,7 +157,7 @@ class Dispatcher:
 
     def _collect_one(self, job: Job) -> bool:
         assert job.task_id is not None
-        result = AsyncResult(job.task_id, app=self._app)
+        result = self._tasks.result(job.task_id)
         state = result.state
         if state == "STARTED":
             self._note_started(job, result)
@@ -173,13 +171,13 @@ class Dispatcher:
             if not why and verdict.fields.get("status") == OutcomeStatus.SUPERSEDED:  # a mark we never set
                 why = "the node skipped it as superseded, but this task was not re-routed"
             if not why:
-                self._ledger.add_event(job, "attested", f"signed by node key {verdict.signer}")
+                self._ledger.add_event(job, EventKind.ATTESTED, f"signed by node key {verdict.signer}")
                 self._record(job, JobOutcome.from_dict(verdict.fields))
             else:
                 log.warning("job %s: untrusted result for %s: %s", job.key, job.task_id, why)
-                self._ledger.finish_attempt(job.task_id, error=f"untrusted result: {why}"[:1000])
+                self._ledger.fail_attempt(job.task_id, f"untrusted result: {why}"[:1000])
                 if job.attempts < self._max_attempts:
-                    self._ledger.add_event(job, "untrusted-result", why[:500])
+                    self._ledger.add_event(job, EventKind.UNTRUSTED_RESULT, why[:500])
                     self.send(job, self._epoch.current(), near_data=False)
                 else:
                     self.reject(job, "no result signed by a registered node")
@@ -187,9 +185,9 @@ class Dispatcher:
             # the task crashed (not the job: a job's own problems come back as outcomes):
             # run it again, on whichever node, up to max_attempts, then fail it on-chain
             reason = f"executor error: {type(result.result).__name__}: {result.result}"
-            self._ledger.finish_attempt(job.task_id, error=reason[:1000])
+            self._ledger.fail_attempt(job.task_id, reason[:1000])
             if job.attempts < self._max_attempts:
-                self._ledger.add_event(job, "executor-error", reason[:500])
+                self._ledger.add_event(job, EventKind.EXECUTOR_ERROR, reason[:500])
                 self.send(job, self._epoch.current(), near_data=False)
             else:
                 self.reject(job, reason[:500])
@@ -198,7 +196,7 @@ class Dispatcher:
         result.forget()
         return True
 
-    def _note_started(self, job: Job, result: AsyncResult) -> None:
+    def _note_started(self, job: Job, result: TaskResult) -> None:
         """The current attempt's start, kept in the ledger (it survives a bridge restart)."""
         if job.started_at is not None:
             return
@@ -206,7 +204,7 @@ class Dispatcher:
         host = str(info.get("hostname", "a worker"))[:200]
         if job.dispatched_at:
             metrics.QUEUE_LATENCY.observe(max(0.0, time.time() - job.dispatched_at))
-        self._ledger.update(job, "running", f"on {host}", node=host, started_at=time.time())
+        self._ledger.mark_started(job, host, time.time())
 
     def _record(self, job: Job, outcome: JobOutcome) -> None:
         assert job.task_id is not None
@@ -222,9 +220,7 @@ class Dispatcher:
             if outcome.inputs_local is not None:
                 detail += (f"; inputs {'local' if outcome.inputs_local else 'not local'}, "
                            f"{outcome.input_bytes_fetched or 0} bytes fetched")
-            self._ledger.update(job, "published", detail, state=JobState.EXECUTED,
-                                node=outcome.node, result_cid=outcome.result_cid,
-                                exit_code=outcome.exit_code, reason=outcome.reason)
+            self._ledger.mark_executed(job, outcome.node, outcome.result_cid, outcome.exit_code,
+                                       outcome.reason, detail)
         else:
-            self._ledger.update(job, "rejected", f"on {outcome.node}: {outcome.reason}",
-                                state=JobState.REJECTED, node=outcome.node, reason=outcome.reason)
+            self._ledger.mark_run_failed(job, outcome.node, outcome.reason)

@@ -33,26 +33,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-
-class JobState(StrEnum):
-    """Where a job is in the bridge (the chain's own status is separate)."""
-
-    REQUESTED = "requested"  # seen on-chain, not yet dispatched
-    DISPATCHED = "dispatched"  # handed to Celery
-    EXECUTED = "executed"  # outcome known, result to submit
-    REJECTED = "rejected"  # to be failed on-chain (bad spec, image missing, …)
-    SUBMITTING = "submitting"  # fulfillJob/failJob sent, awaiting confirmation
-    COMPLETED = "completed"  # fulfillJob confirmed
-    FAILED = "failed"  # failJob confirmed
-    CLOSED = "closed"  # the chain ended it without us (cancelled, or fulfilled by another oracle)
-    REORGED = "reorged"  # its request vanished in a chain reorganisation
-    ABANDONED = "abandoned"  # no transaction could settle it: the requester cancels after the deadline
-
-
-TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CLOSED, JobState.REORGED,
-                       JobState.ABANDONED})
-IN_FLIGHT = frozenset({JobState.REQUESTED, JobState.DISPATCHED, JobState.EXECUTED,
-                       JobState.REJECTED, JobState.SUBMITTING})
+from bridge.timeline import IN_FLIGHT as IN_FLIGHT
+from bridge.timeline import TERMINAL as TERMINAL
+from bridge.timeline import EventKind
+from bridge.timeline import JobState as JobState
 
 
 class TxStatus(StrEnum):
@@ -266,7 +250,7 @@ class Ledger:
                         existing.deadline = job.deadline
                         existing.request_hash = job.request_hash
                         existing.updated_at = now
-                        _add_event(s, chain_id, contract, job.job_id, "re-included",
+                        _add_event(s, chain_id, contract, job.job_id, EventKind.RE_INCLUDED,
                                    f"block {job.block_number}")
                         continue
                     s.delete(existing)  # the id now belongs to another request
@@ -283,10 +267,10 @@ class Ledger:
                     errors=0, not_before=0.0, created_at=now, updated_at=now,
                 ))
                 s.flush()
-                _add_event(s, chain_id, contract, job.job_id, "requested",
+                _add_event(s, chain_id, contract, job.job_id, EventKind.REQUESTED,
                            f"block {job.block_number} tx {job.tx_hash}")
                 if job.reason:
-                    _add_event(s, chain_id, contract, job.job_id, "rejected", job.reason)
+                    _add_event(s, chain_id, contract, job.job_id, EventKind.REJECTED, job.reason)
                 new += 1
             for number, block_hash in blocks.items():
                 s.merge(SeenBlock(chain_id=chain_id, contract=contract, block_number=number,
@@ -333,7 +317,7 @@ class Ledger:
                     job.pre_reorg_state = job.state
                 job.state = JobState.REORGED
                 job.updated_at = time.time()
-                _add_event(s, chain_id, contract, job.job_id, "reorged",
+                _add_event(s, chain_id, contract, job.job_id, EventKind.REORGED,
                            f"its block {job.block_number} left the canonical chain")
             return jobs
 
@@ -360,15 +344,15 @@ class Ledger:
 
     def defer(self, job: Job, seconds: float) -> None:
         """Leave the job out of every step's window for `seconds` (it is waiting for something)."""
-        self.update(job, not_before=time.time() + seconds)
+        self._update(job, None, "", not_before=time.time() + seconds)
 
     def note_error(self, job: Job, step: str, error: str, max_errors: int) -> bool:
         """Record an unexpected error while `step` handled the job, and back it off (1 s, 2 s,
         4 s, … capped at 5 min). Returns True when the job has now had `max_errors` and is to be
         given up on by the caller."""
         errors = job.errors + 1
-        self.update(job, "error", f"{step}: {error}"[:500], errors=errors,
-                    not_before=time.time() + min(2.0 ** (errors - 1), 300.0))
+        self._update(job, EventKind.ERROR, f"{step}: {error}"[:500], errors=errors,
+                     not_before=time.time() + min(2.0 ** (errors - 1), 300.0))
         return errors >= max_errors
 
     def count_by_state(self, chain_id: int, contract: str) -> dict[str, int]:
@@ -381,9 +365,68 @@ class Ledger:
         with self.session() as s:
             return s.get(Job, (chain_id, contract.lower(), job_id))
 
-    def update(self, job: Job, event_kind: str | None = None, detail: str = "", **fields: object
-               ) -> None:
-        """Set fields of a job and append a timeline event, in one transaction."""
+    # -- transitions: each writes its columns and its timeline event in one transaction ----------
+    def note_waiting(self, job: Job, reason: str) -> None:
+        """No live node can serve the job yet (it stays `requested`)."""
+        self._update(job, EventKind.WAITING, reason)
+
+    def mark_started(self, job: Job, node: str, at: float) -> None:
+        """A node started the job's current attempt at `at`."""
+        self._update(job, EventKind.RUNNING, f"on {node}", node=node, started_at=at)
+
+    def mark_executed(self, job: Job, node: str, result_cid: str | None, exit_code: int | None,
+                      reason: str | None, detail: str) -> None:
+        """The job ran and its result is published: `executed`, to be fulfilled."""
+        self._update(job, EventKind.PUBLISHED, detail, state=JobState.EXECUTED, node=node,
+                     result_cid=result_cid, exit_code=exit_code, reason=reason)
+
+    def mark_run_failed(self, job: Job, node: str, reason: str | None) -> None:
+        """The job could not run on `node` (its outcome says why): `rejected`, to be failed."""
+        self._update(job, EventKind.REJECTED, f"on {node}: {reason}", state=JobState.REJECTED,
+                     node=node, reason=reason)
+
+    def mark_rejected(self, job: Job, reason: str) -> None:
+        """The job cannot be run: `rejected`, to be failed on-chain with `reason` (at once)."""
+        self._update(job, EventKind.REJECTED, reason, state=JobState.REJECTED,
+                     reason=reason[:1000], not_before=0.0)
+
+    def mark_submitting(self, job: Job, tx_id: int, function: str) -> None:
+        """`function` (fulfillJob, failJob) is recorded with the transaction manager as `tx_id`."""
+        self._update(job, EventKind.SUBMITTING, f"{function} (tx #{tx_id})",
+                     state=JobState.SUBMITTING, submit_tx_id=tx_id)
+
+    def mark_settled(self, job: Job, tx_hash: str | None, block: int | None, fulfilled: bool
+                     ) -> None:
+        """Our fulfillJob (`fulfilled`) or failJob is confirmed: `completed` or `failed`."""
+        self._update(job, EventKind.FULFILLED if fulfilled else EventKind.FAILED_ON_CHAIN,
+                     f"tx {tx_hash} in block {block}",
+                     state=JobState.COMPLETED if fulfilled else JobState.FAILED, submit_tx=tx_hash)
+
+    def mark_submit_retry(self, job: Job, detail: str, submit_attempts: int, failing: bool
+                          ) -> None:
+        """The settling transaction failed: back to `rejected` (`failing`) or `executed`, to be
+        sent again (`submit_attempts` so far)."""
+        self._update(job, EventKind.SUBMIT_ERROR, detail, submit_attempts=submit_attempts,
+                     state=JobState.REJECTED if failing else JobState.EXECUTED)
+
+    def mark_undeliverable(self, job: Job, reason: str) -> None:
+        """The result could not be submitted: the job is failed instead (`rejected`, with
+        `reason`), its submit attempts counted afresh."""
+        self._update(job, EventKind.SUBMIT_ERROR, reason, state=JobState.REJECTED,
+                     reason=reason[:1000], submit_attempts=0)
+
+    def mark_abandoned(self, job: Job, reason: str) -> None:
+        """No transaction can settle the job: `abandoned`."""
+        self._update(job, EventKind.ABANDONED, reason, state=JobState.ABANDONED)
+
+    def mark_closed(self, job: Job, detail: str, state: JobState = JobState.CLOSED) -> None:
+        """The chain ended the job without us: `closed`, or `completed`/`failed` when the chain
+        says it was."""
+        self._update(job, EventKind.CLOSED, detail, state=state)
+
+    def _update(self, job: Job, event_kind: EventKind | None, detail: str, **fields: object
+                ) -> None:
+        """Set fields of a job (and on `job`) and append a timeline event, in one transaction."""
         with self.session() as s:
             stored = s.get(Job, (job.chain_id, job.contract, job.job_id))
             assert stored is not None, f"job {job.key} vanished from the ledger"
@@ -394,7 +437,8 @@ class Ledger:
             if event_kind:
                 _add_event(s, job.chain_id, job.contract, job.job_id, event_kind, detail)
 
-    def add_event(self, job: Job, kind: str, detail: str = "") -> None:
+    def add_event(self, job: Job, kind: EventKind, detail: str = "") -> None:
+        """A timeline event that changes nothing else."""
         with self.session() as s:
             _add_event(s, job.chain_id, job.contract, job.job_id, kind, detail)
 
@@ -434,10 +478,20 @@ class Ledger:
             for name, value in fields.items():
                 setattr(stored, name, value)
                 setattr(job, name, value)
-            _add_event(s, job.chain_id, job.contract, job.job_id, "queued",
+            _add_event(s, job.chain_id, job.contract, job.job_id, EventKind.QUEUED,
                        f"attempt {attempt}, task {task_id}" + (f"; {detail}" if detail else ""))
 
-    def finish_attempt(self, task_id: str, **fields: object) -> None:
+    def finish_attempt(self, task_id: str, *, node: str, duration_s: float,
+                       exit_code: int | None, result_cid: str | None, error: str | None) -> None:
+        """The attempt's outcome came back (`error`: why it failed, if it did)."""
+        self._finish_attempt(task_id, node=node, duration_s=duration_s, exit_code=exit_code,
+                             result_cid=result_cid, error=error)
+
+    def fail_attempt(self, task_id: str, error: str) -> None:
+        """The attempt ended without an outcome that counts (a crash, an untrusted result)."""
+        self._finish_attempt(task_id, error=error)
+
+    def _finish_attempt(self, task_id: str, **fields: object) -> None:
         with self.session() as s:
             attempt = s.scalars(select(Attempt).where(Attempt.task_id == task_id)).first()
             if attempt is None:
@@ -495,8 +549,8 @@ def _add_attempt(s: Session, job: Job, attempt: int, task_id: str) -> None:
                       attempt=attempt, task_id=task_id, queued_at=time.time()))
 
 
-def _add_event(s: Session, chain_id: int, contract: str, job_id: int, kind: str, detail: str
-               ) -> None:
+def _add_event(s: Session, chain_id: int, contract: str, job_id: int, kind: EventKind,
+               detail: str) -> None:
     s.add(JobEvent(chain_id=chain_id, contract=contract, job_id=job_id, at=time.time(),
                    kind=kind, detail=detail))
 

@@ -18,32 +18,33 @@ from __future__ import annotations
 import logging
 import time
 
-from celery import Celery
-from web3.contract import Contract
-
 from bridge import metrics
-from bridge.chain import JobStatus, read_job
-from bridge.dispatcher import BrokerEpoch, Dispatcher
+from bridge.chain import JobStatus
+from bridge.dispatcher import Dispatcher
 from bridge.isolation import each_job
 from bridge.ledger import Job, JobState, Ledger
+from bridge.ports import ChainReader, Epoch, TaskQueue
+from bridge.timeline import EventKind
 from protocol.spec import SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 
 
 class Reconciler:
-    def __init__(self, app: Celery, ledger: Ledger, dispatcher: Dispatcher, epoch: BrokerEpoch,
-                 contract: Contract, chain_id: int, *, stall_grace_s: float = 60.0,
+    """`tasks`: to revoke a task (Celery); `chain`: the latest block and the jobs on-chain."""
+
+    def __init__(self, tasks: TaskQueue, ledger: Ledger, dispatcher: Dispatcher, epoch: Epoch,
+                 chain: ChainReader, chain_id: int, *, stall_grace_s: float = 60.0,
                  max_attempts: int = 3, interval_s: float = 5.0,
                  locality_wait_s: float = 30.0) -> None:
         self._locality_wait = locality_wait_s
-        self._app = app
+        self._tasks = tasks
         self._ledger = ledger
         self._dispatcher = dispatcher
         self._epoch = epoch
-        self._contract = contract
+        self._chain = chain
         self._chain_id = chain_id
-        self._address = str(contract.address)
+        self._address = chain.address
         self._grace = stall_grace_s
         self._max_attempts = max_attempts
         self._interval = interval_s
@@ -57,7 +58,7 @@ class Reconciler:
     def run(self) -> None:
         epoch = self._epoch.current()
         now = time.time()
-        latest = int(self._contract.w3.eth.get_block("latest")["timestamp"])
+        latest = self._chain.latest_timestamp()
         in_flight = self._ledger.jobs_in(self._chain_id, self._address, JobState.REQUESTED,
                                          JobState.DISPATCHED, limit=5000)
         each_job(self._ledger, in_flight, "reconciling",
@@ -101,15 +102,14 @@ class Reconciler:
             return
         log.warning("job %s: %s; dispatching again", job.key, detail)
         metrics.REDISPATCHED.labels(why).inc()
-        self._ledger.add_event(job, "redispatch", detail)
+        self._ledger.add_event(job, EventKind.REDISPATCH, detail)
         self._dispatcher.send(job, epoch)
 
     def _ended_on_chain(self, job: Job) -> bool:
-        on_chain = read_job(self._contract, job.job_id)
+        on_chain = self._chain.read_job(job.job_id)
         if on_chain.status == JobStatus.REQUESTED:
             return False
         if job.task_id:
-            self._app.control.revoke(job.task_id)
-        self._ledger.update(job, "closed", f"ended on-chain: {on_chain.status.name}",
-                            state=JobState.CLOSED)
+            self._tasks.revoke(job.task_id)
+        self._ledger.mark_closed(job, f"ended on-chain: {on_chain.status.name}")
         return True

@@ -18,6 +18,7 @@ from bridge.config import BridgeSettings
 from bridge.dispatcher import BrokerEpoch, Dispatcher
 from bridge.ledger import Job, Ledger
 from bridge.listener import Listener
+from bridge.ports import CeleryTaskQueue, ContractChain, RedisNodeBoard
 from bridge.reconciler import Reconciler
 from bridge.submitter import Submitter
 from bridge.txmanager import TxManager
@@ -41,7 +42,10 @@ class Bridge:
         self.address = str(contract.address)
         app = make_app(settings.broker_url)
         epoch = BrokerEpoch(settings.broker_url)
-        self.dispatcher = Dispatcher(app, self.ledger, epoch, chain_id, self.address,
+        tasks = CeleryTaskQueue(app)
+        on_chain = ContractChain(contract)
+        self.dispatcher = Dispatcher(tasks, RedisNodeBoard(str(app.conf.broker_url)), self.ledger,
+                                     epoch, chain_id, self.address,
                                      locality=settings.locality,
                                      max_attempts=settings.max_attempts,
                                      trusted_nodes=parse_addresses(settings.node_addresses))
@@ -50,8 +54,8 @@ class Bridge:
                              priority_fee_gwei=settings.priority_fee_gwei,
                              bump_after_blocks=settings.bump_after_blocks,
                              receipt_depth=settings.receipt_depth)
-        self.submitter = Submitter(contract, self.txm, self.ledger, chain_id)
-        self.reconciler = Reconciler(app, self.ledger, self.dispatcher, epoch, contract, chain_id,
+        self.submitter = Submitter(on_chain, self.txm, self.ledger, chain_id)
+        self.reconciler = Reconciler(tasks, self.ledger, self.dispatcher, epoch, on_chain, chain_id,
                                      stall_grace_s=settings.stall_grace_s,
                                      max_attempts=settings.max_attempts,
                                      interval_s=settings.reconcile_interval_s,

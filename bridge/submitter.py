@@ -17,13 +17,11 @@ from __future__ import annotations
 import logging
 import time
 
-from web3.contract import Contract
-
 from bridge import metrics
-from bridge.chain import JobStatus, OnChainJob, read_job
+from bridge.chain import JobStatus, OnChainJob
 from bridge.isolation import each_job
 from bridge.ledger import Job, JobState, Ledger, Transaction, TxStatus
-from bridge.txmanager import TxManager, calldata
+from bridge.ports import SettlementChain, TxQueue
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +34,16 @@ DEADLINE_MARGIN_S = 30
 
 
 class Submitter:
-    def __init__(self, contract: Contract, txm: TxManager, ledger: Ledger, chain_id: int,
+    """`chain`: the jobs on-chain and the settlement calls (`ports.ContractChain`); `txm`: where
+    transactions are recorded to be sent (`TxManager`)."""
+
+    def __init__(self, chain: SettlementChain, txm: TxQueue, ledger: Ledger, chain_id: int,
                  deadline_margin_s: int = DEADLINE_MARGIN_S) -> None:
-        self._contract = contract
+        self._chain = chain
         self._txm = txm
         self._ledger = ledger
         self._chain_id = chain_id
-        self._address = str(contract.address)
+        self._address = chain.address
         self._margin = deadline_margin_s
 
     def submit_ready(self) -> int:
@@ -74,10 +75,7 @@ class Submitter:
         if tx.status == TxStatus.CONFIRMED and tx.succeeded:
             metrics.SUBMIT_LATENCY.observe(max(0.0, time.time() - tx.created_at))
             fulfilled = tx.idempotency_key.startswith("fulfill:")
-            self._ledger.update(job, "fulfilled" if fulfilled else "failed-on-chain",
-                                f"tx {tx.tx_hash} in block {tx.mined_block}",
-                                state=JobState.COMPLETED if fulfilled else JobState.FAILED,
-                                submit_tx=tx.tx_hash)
+            self._ledger.mark_settled(job, tx.tx_hash, tx.mined_block, fulfilled)
             return True
         if tx.status == TxStatus.FATAL or (tx.status == TxStatus.CONFIRMED and not tx.succeeded):
             self._retry_or_close(job, tx)
@@ -85,7 +83,7 @@ class Submitter:
         return False
 
     def _submit(self, job: Job, chain_time: int) -> int:
-        on_chain = read_job(self._contract, job.job_id)
+        on_chain = self._chain.read_job(job.job_id)
         if on_chain.status != JobStatus.REQUESTED or not _same_request(job, on_chain):
             self._close(job, on_chain.status)
             return 0
@@ -94,23 +92,22 @@ class Submitter:
         if job.state == JobState.EXECUTED:
             if chain_time + self._margin <= on_chain.deadline:
                 assert job.result_cid is not None and job.exit_code is not None
-                call = self._contract.functions.fulfillJob(job.job_id, binding, job.result_cid,
-                                                           job.exit_code)
-                self._record(job, "fulfill", call, max_cost=int(job.fee_wei))
+                data = self._chain.fulfill_calldata(job.job_id, binding, job.result_cid,
+                                                    job.exit_code)
+                self._record(job, "fulfill", data, max_cost=int(job.fee_wei))
                 return 1
             job.reason = f"result {job.result_cid} was ready too close to the job's deadline"
         reason = _truncate(job.reason or "failed")
-        self._record(job, "fail", self._contract.functions.failJob(job.job_id, binding, reason))
+        self._record(job, "fail", self._chain.fail_calldata(job.job_id, binding, reason))
         return 1
 
-    def _record(self, job: Job, kind: str, call: object, max_cost: int | None = None) -> None:
+    def _record(self, job: Job, kind: str, data: str, max_cost: int | None = None) -> None:
         key = f"{kind}:{job.key}:{job.submit_attempts}"
-        tx = self._txm.enqueue(key, str(self._contract.address), calldata(call), max_cost=max_cost)
-        self._ledger.update(job, "submitting", f"{kind}Job (tx #{tx.id})",
-                            state=JobState.SUBMITTING, submit_tx_id=tx.id)
+        tx = self._txm.enqueue(key, self._address, data, max_cost=max_cost)
+        self._ledger.mark_submitting(job, tx.id, f"{kind}Job")
 
     def _retry_or_close(self, job: Job, tx: Transaction) -> None:
-        on_chain = read_job(self._contract, job.job_id)
+        on_chain = self._chain.read_job(job.job_id)
         if on_chain.status != JobStatus.REQUESTED:
             self._close(job, on_chain.status)
             return
@@ -118,30 +115,28 @@ class Submitter:
         failing = tx.idempotency_key.startswith("fail:")
         detail = f"tx {tx.tx_hash or '-'}: {tx.error or 'reverted'}"[:500]
         if attempts < MAX_SUBMIT_ATTEMPTS:
-            self._ledger.update(job, "submit-error", detail, submit_attempts=attempts,
-                                state=JobState.REJECTED if failing else JobState.EXECUTED)
+            self._ledger.mark_submit_retry(job, detail, attempts, failing)
         elif failing:
             self._abandon(job, f"failJob could not be sent after {attempts} attempts: {detail}")
         else:  # the result cannot be delivered: fail the job instead (the requester is refunded)
             reason = f"the result could not be submitted after {attempts} attempts: {detail}"
-            self._ledger.update(job, "submit-error", reason, state=JobState.REJECTED,
-                                reason=reason[:1000], submit_attempts=0)
+            self._ledger.mark_undeliverable(job, reason)
 
     def _abandon(self, job: Job, reason: str) -> None:
         """No transaction can settle the job: stop trying (the requester can cancel it after its
         deadline and get the whole fee back)."""
         log.error("job %s abandoned: %s", job.key, reason)
-        self._ledger.update(job, "abandoned", reason, state=JobState.ABANDONED)
+        self._ledger.mark_abandoned(job, reason)
 
     def _close(self, job: Job, status: JobStatus) -> None:
         state = {JobStatus.COMPLETED: JobState.COMPLETED, JobStatus.FAILED: JobState.FAILED}.get(
             status, JobState.CLOSED)
         detail = (f"on-chain status is {status.name}" if status != JobStatus.NONE
                   else "no such job on-chain (request reorged out?)")
-        self._ledger.update(job, "closed", detail, state=state)
+        self._ledger.mark_closed(job, detail, state)
 
     def _latest_timestamp(self) -> int:
-        return int(self._txm.w3.eth.get_block("latest")["timestamp"])
+        return self._chain.latest_timestamp()
 
 
 def _same_request(job: Job, on_chain: OnChainJob) -> bool:

@@ -34,10 +34,10 @@ from sqlalchemy import func, select
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
+from bridge.chain import GWEI, eip1559_fees
 from bridge.ledger import Ledger, Transaction, TxStatus
 
 log = logging.getLogger(__name__)
-GWEI = 10**9
 MAX_BUILD_TRIES = 8  # transient RPC errors while estimating a transaction, then it is fatal
 
 
@@ -131,14 +131,13 @@ class TxManager:
         `max_cost`. For a replacement (`previous` set) both must rise by the bump percentage:
         None when the caps leave no room for that (a lower replacement would be refused)."""
         base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
-        tip, max_fee = self._tip, 2 * base_fee + self._tip
         cap = self._max_fee
         if tx.max_cost is not None and tx.gas:
             cap = min(cap, int(tx.max_cost) // tx.gas)
-        max_fee = min(max_fee, cap)
+        max_fee, tip = eip1559_fees(base_fee, self._tip, cap)
         if previous is not None:
             factor = 100 + self._bump_percent
-            tip = max(tip, previous[1] * factor // 100 + 1)
+            tip = max(self._tip, previous[1] * factor // 100 + 1)
             max_fee = max(max_fee, previous[0] * factor // 100 + 1)
             if max_fee > cap or tip > max_fee:
                 return None

@@ -13,6 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,17 @@ from bridge.events import UndecodableRequest
 from bridge.ledger import IN_FLIGHT, JobState, Ledger, NewJob
 from bridge.ledger import Job as LedgerJob
 from bridge.logscan import DEFAULT_SCAN_BLOCKS, LogScanner, RequestLog
+from bridge.timeline import SETTLED
 from cod.jobs import read_existing_job
-from cod.views import STATUSES, JobDetail, JobPage, JobSummary, TimelineEntry, iso
+from cod.views import STATUSES, JobDetail, JobPage, JobSummary, Status, TimelineEntry, iso
 from protocol.spec import SpecError, parse_spec
 
 _DURATION_RE = re.compile(r"^(\d+)\s*([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_TERMINAL = {"JobCompleted": "completed", "JobFailed": "failed", "JobCancelled": "cancelled"}
+# the chain's timeline events are named for the status the job reached
+_TERMINAL = {"JobCompleted": Status.COMPLETED, "JobFailed": Status.FAILED,
+             "JobCancelled": Status.CANCELLED}
+CALLBACK_FAILED = "callback-failed"  # a chain timeline event: the consumer's callback reverted
 MIN_JOB_WINDOW_S = 60  # JobManager.MIN_JOB_WINDOW: a request is at least this long before its deadline
 
 
@@ -61,11 +66,34 @@ def parse_since(text: str, now: float | None = None) -> float:
     return moment.timestamp()
 
 
+class Stage(StrEnum):
+    """Where a job is now, for `--wait`: requested → queued → running → published → fulfilled
+    (or rejected → failed, or cancelled)."""
+
+    REQUESTED = "requested"  # on-chain; the bridge has not sent it to a node
+    QUEUED = "queued"  # sent to the executors, not started
+    RUNNING = "running"  # a node is running it (or ran it: the bridge has not collected it yet)
+    PUBLISHED = "published"  # its result is on IPFS, to be fulfilled
+    REJECTED = "rejected"  # it will be failed on-chain
+    FULFILLED = "fulfilled"  # the chain has its result
+    FAILED = "failed"  # failed on-chain
+    CANCELLED = "cancelled"  # the requester cancelled it
+
+
+_STAGE_RANK = {Stage.REQUESTED: 0, Stage.QUEUED: 1, Stage.RUNNING: 2, Stage.PUBLISHED: 3,
+               Stage.REJECTED: 3}
+
+
+def stage_rank(stage: Stage) -> int:
+    """Stages only move forward: the order they come in (the end stages last)."""
+    return _STAGE_RANK.get(stage, 4)
+
+
 @dataclass(frozen=True)
 class Progress:
-    """Where a job is now, for `--wait`: requested → queued → running → published → fulfilled."""
+    """Where a job is now, for `--wait`."""
 
-    stage: str  # requested, queued, running, published, rejected, fulfilled, failed, cancelled
+    stage: Stage
     detail: str
     job: OnChainJob
     task_id: str | None = None  # from the ledger, when one is configured
@@ -74,8 +102,7 @@ class Progress:
     @property
     def rank(self) -> int:
         """Stages only move forward: a later poll never shows an earlier stage."""
-        return {"requested": 0, "queued": 1, "running": 2, "published": 3, "rejected": 3
-                }.get(self.stage, 4)
+        return stage_rank(self.stage)
 
     @property
     def done(self) -> bool:
@@ -87,12 +114,16 @@ MAX_EXAMINED = 2000  # without a ledger: requests looked at (one getJob each) fo
 MAX_SPEC_FIELDS_BYTES = 256 * 1024  # larger specs are not parsed for the list's engine/image
 UNDECODABLE = "undecodable request"
 _CURSOR_RE = re.compile(r"^(\d{1,20})?(?:@(\d{1,20}))?$")
-_LEDGER_STATES: dict[str | None, tuple[str, ...] | None] = {
+_LEDGER_STATES: dict[str | None, tuple[str, ...] | None] = {  # the states a status may be in
     None: tuple(s for s in JobState if s != JobState.REORGED),
-    "requested": (*IN_FLIGHT, JobState.ABANDONED),
-    "completed": (JobState.COMPLETED, JobState.CLOSED),
-    "failed": (JobState.FAILED,),
-    "cancelled": (JobState.CLOSED, JobState.ABANDONED),
+    Status.REQUESTED: (*IN_FLIGHT, JobState.ABANDONED),
+    Status.COMPLETED: (JobState.COMPLETED, JobState.CLOSED),
+    Status.FAILED: (JobState.FAILED,),
+    Status.CANCELLED: (JobState.CLOSED, JobState.ABANDONED),
+}
+_SHOWN_AS: dict[str, Status] = {  # a ledger state's status, unless the chain is asked (any other
+    JobState.COMPLETED: Status.COMPLETED, JobState.FAILED: Status.FAILED,  # state: requested)
+    JobState.CLOSED: Status.CANCELLED,
 }
 _ASK_CHAIN = frozenset({JobState.CLOSED, JobState.ABANDONED})  # the ledger does not know how these ended
 _END_EVENT = {JobStatus.COMPLETED: "JobCompleted", JobStatus.FAILED: "JobFailed",
@@ -173,14 +204,13 @@ class JobReader:
     def _ledger_summary(self, job: LedgerJob) -> JobSummary:
         on_chain = (read_job(self.manager, job.job_id) if job.state in _ASK_CHAIN else None)
         if on_chain is not None and on_chain.status != JobStatus.NONE:
-            status = on_chain.status.name.lower()
+            status = _status(on_chain.status)
         else:
-            status = {JobState.COMPLETED: "completed", JobState.FAILED: "failed",
-                      JobState.CLOSED: "cancelled"}.get(JobState(job.state), "requested")
-        completed = status == "completed"
+            status = _SHOWN_AS.get(JobState(job.state), Status.REQUESTED)
+        completed = status == Status.COMPLETED
         spec = _spec_fields(job.spec)
         return JobSummary(
-            id=job.job_id, status=status,  # type: ignore[arg-type]
+            id=job.job_id, status=status,
             requester=job.requester, consumer=job.consumer, fee_wei=job.fee_wei,
             requested_at=iso(job.created_at), deadline=iso(job.deadline) or "",
             engine=_text(spec.get("engine", "docker")), image=_text(spec.get("image")),
@@ -234,13 +264,14 @@ class JobReader:
     def _chain_summary(self, entry: RequestLog) -> JobSummary:
         decoded, job_id = entry.decoded, entry.job_id
         on_chain = read_job(self.manager, job_id) if job_id is not None else None
-        status = (on_chain.status.name.lower()
-                  if on_chain is not None and on_chain.status != JobStatus.NONE else "requested")
-        completed = status == "completed" and on_chain is not None
+        status = (_status(on_chain.status)
+                  if on_chain is not None and on_chain.status != JobStatus.NONE
+                  else Status.REQUESTED)
+        completed = status == Status.COMPLETED and on_chain is not None
         requested_at = iso(self._block_time(entry.block_number))
         if isinstance(decoded, UndecodableRequest):
             return JobSummary(
-                id=job_id or 0, status=status,  # type: ignore[arg-type]
+                id=job_id or 0, status=status,
                 requester=on_chain.requester if on_chain else "",
                 consumer=on_chain.consumer if on_chain else "",
                 fee_wei=str(on_chain.fee if on_chain else 0), requested_at=requested_at,
@@ -248,7 +279,7 @@ class JobReader:
                 reason=f"{UNDECODABLE}: {decoded.reason}")
         spec = _spec_fields(decoded.spec) if decoded.reason is None else {}
         return JobSummary(
-            id=decoded.job_id, status=status,  # type: ignore[arg-type]
+            id=decoded.job_id, status=status,
             requester=decoded.requester, consumer=decoded.consumer,
             fee_wei=str(decoded.fee_wei), requested_at=requested_at,
             deadline=iso(decoded.deadline) or "",
@@ -265,10 +296,8 @@ class JobReader:
             return {}
         counts = {status: 0 for status in STATUSES}
         for state, count in self.ledger.count_by_state(self.chain_id, self.address).items():
-            status = {"completed": "completed", "failed": "failed", "closed": "cancelled",
-                      "reorged": ""}.get(state, "requested")
-            if status:
-                counts[status] += count
+            if state != JobState.REORGED:
+                counts[_SHOWN_AS.get(state, Status.REQUESTED)] += count
         return counts
 
     def job_count(self) -> int:
@@ -286,7 +315,7 @@ class JobReader:
         if isinstance(decoded, NewJob):
             chain_start.append(self._chain_entry(
                 {"blockNumber": decoded.block_number, "transactionHash": decoded.tx_hash},
-                "requested", f"fee {decoded.fee_wei} wei"))
+                Status.REQUESTED, f"fee {decoded.fee_wei} wei"))
         end = self._end_event(job_id, on_chain, request)
         chain_end: list[TimelineEntry] = []
         end_args: dict[str, Any] = {}
@@ -294,12 +323,13 @@ class JobReader:
             name, entry = end
             end_args = entry["args"]
             kind = _TERMINAL[name]
-            detail = {"completed": f"{end_args.get('resultCid')} exit {end_args.get('exitCode')}",
-                      "failed": str(end_args.get("reason", ""))}.get(kind, "")
+            detail = {Status.COMPLETED: f"{end_args.get('resultCid')} exit "
+                                        f"{end_args.get('exitCode')}",
+                      Status.FAILED: str(end_args.get("reason", ""))}.get(kind, "")
             chain_end.append(self._chain_entry(entry, kind, detail))
             block = int(entry["blockNumber"])
             for failed in self.scanner.events("CallbackFailed", job_id, block, block):
-                chain_end.append(self._chain_entry(failed, "callback-failed",
+                chain_end.append(self._chain_entry(failed, CALLBACK_FAILED,
                                                    "the consumer's callback reverted"))
         bridge: list[TimelineEntry] = []
         if self.ledger is not None:
@@ -317,10 +347,10 @@ class JobReader:
         else:
             spec_text = ledger_job.spec if ledger_job is not None else None
             spec_data, spec_error = _spec_detail(spec_text)
-        status = on_chain.status.name.lower()
+        status = _status(on_chain.status)
         request_block = request.block_number if request is not None else None
         return JobDetail(
-            id=job_id, status=status,  # type: ignore[arg-type]
+            id=job_id, status=status,
             requester=on_chain.requester, consumer=on_chain.consumer,
             fee_wei=str(on_chain.fee), deadline=iso(on_chain.deadline) or "",
             requested_at=iso(self._block_time(request_block)) if request_block else None,
@@ -328,7 +358,7 @@ class JobReader:
             image=_text((spec_data or {}).get("image")),
             result_cid=on_chain.result_cid or None,
             exit_code=on_chain.exit_code if on_chain.status == JobStatus.COMPLETED else None,
-            reason=str(end_args.get("reason") or "") or None if status == "failed" else None,
+            reason=str(end_args.get("reason") or "") or None if status == Status.FAILED else None,
             bridge_state=ledger_job.state if ledger_job else None,
             node=ledger_job.node if ledger_job else None,
             request_block=request_block,
@@ -390,8 +420,8 @@ class JobReader:
         ledger_job = (self.ledger.get(self.chain_id, self.address, job_id)
                       if self.ledger is not None else None)
         if job.status != JobStatus.REQUESTED:
-            stage = {JobStatus.COMPLETED: "fulfilled", JobStatus.FAILED: "failed",
-                     JobStatus.CANCELLED: "cancelled"}[job.status]
+            stage = {JobStatus.COMPLETED: Stage.FULFILLED, JobStatus.FAILED: Stage.FAILED,
+                     JobStatus.CANCELLED: Stage.CANCELLED}[job.status]
             detail = job.result_cid
             if job.status == JobStatus.FAILED:
                 detail = ledger_job.reason or "" if ledger_job is not None else ""
@@ -400,18 +430,18 @@ class JobReader:
                     detail = str(end[1]["args"].get("reason", "")) if end else ""
             return Progress(stage, detail, job, ledger_job.task_id if ledger_job else None,
                             ledger_job.node if ledger_job else None)
-        if ledger_job is None or ledger_job.state == "requested":
-            return Progress("requested", "", job)
+        if ledger_job is None or ledger_job.state == JobState.REQUESTED:
+            return Progress(Stage.REQUESTED, "", job)
         task_id, node = ledger_job.task_id, ledger_job.node
-        if ledger_job.state == "dispatched":
+        if ledger_job.state == JobState.DISPATCHED:
             if task_state is not None and task_id:
                 state, node = task_state(task_id)
                 if state in ("STARTED", "RETRY", "SUCCESS", "FAILURE"):  # ran, not yet collected
-                    return Progress("running", f"on {node}", job, task_id, node)
-            return Progress("queued", task_id or "", job, task_id)
-        if ledger_job.state == "rejected":
-            return Progress("rejected", ledger_job.reason or "", job, task_id, node)
-        return Progress("published", f"on {node}: {ledger_job.result_cid} "
+                    return Progress(Stage.RUNNING, f"on {node}", job, task_id, node)
+            return Progress(Stage.QUEUED, task_id or "", job, task_id)
+        if ledger_job.state == JobState.REJECTED:
+            return Progress(Stage.REJECTED, ledger_job.reason or "", job, task_id, node)
+        return Progress(Stage.PUBLISHED, f"on {node}: {ledger_job.result_cid} "
                         f"exit {ledger_job.exit_code}", job, task_id, node)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -447,8 +477,13 @@ def _merge(chain_start: list[TimelineEntry], bridge: list[TimelineEntry],
     bridge's clock, which need not agree: the request comes first, the bridge's events follow in
     their order, and the chain's outcome sits right before the bridge records settling it."""
     settled = next((i for i, e in enumerate(bridge)
-                    if e.event in ("fulfilled", "failed-on-chain", "closed")), len(bridge))
+                    if e.event in SETTLED), len(bridge))
     return [*chain_start, *bridge[:settled], *chain_end, *bridge[settled:]]
+
+
+def _status(status: JobStatus) -> Status:
+    """The status users see for a job the chain knows (not `JobStatus.NONE`)."""
+    return Status(status.name.lower())
 
 
 def _spec_fields(text: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ with the most words. Specs are rendered here, off-chain; on-chain only CIDs are 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from web3.logs import DISCARD
 
 from bridge.chain import TxSender, connect, job_manager, load_artifact
 from bridge.config import BridgeSettings
-from devstack.fanout import CID_MARK
+from cod.templates import CID_MARK, split_template
 from devstack.images import BUSYBOX_IMAGE
 from protocol.ipfs import KuboClient
 from protocol.spec import InputSource, JobSpec, OutputPath, Resources
@@ -59,16 +58,6 @@ def stage2_spec(stage1_cid: str, top: int) -> JobSpec:
         resources=Resources(cpu=0.5, memory="64Mi"),
         timeout=60,
     )
-
-
-def split_template(spec: JobSpec) -> tuple[str, str]:
-    """Render a spec whose only CID is CID_MARK into the (prefix, suffix) around that CID."""
-    text = spec.to_json()
-    if text.count(CID_MARK) != 1:
-        raise ValueError("a template must contain the CID placeholder exactly once")
-    prefix, suffix = text.split(CID_MARK)
-    json.loads(prefix + "bafyexamplecid" + suffix)  # still JSON once a CID is spliced in
-    return prefix, suffix
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The contract never builds JSON from caller text: it splices checked CIDs between fragments rendered
 here, off-chain, from `JobSpec` objects.
 
-- map spec:     `map_prefix + cid + map_suffix` (like `demo.split_template`);
+- map spec:     `map_prefix + cid + map_suffix` (`cod.templates.split_template`);
 - combine spec: `combine_prefix + entries + combine_suffix`, where `entries` is, for map result i in
   input order, `{"source":"ipfs://<cid_i>","target":"/inputs/<i>"}`, joined with `,`.
 
@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cod.templates import CID_MARK, SAMPLE_CID, split_template
 from devstack.images import BUSYBOX_IMAGE
 from protocol.spec import InputSource, JobSpec, OutputPath, Resources, parse_spec
 
-# A real CID (the identity CID of "cod-cid-placeholder") that stands for one while rendering.
-CID_MARK = "bafkqae3dn5sc2y3jmqwxa3dbmnswq33mmrsxe"
 MAX_INPUTS = 16  # FanOutConsumer.MAX_INPUTS
-_SAMPLE_CID = "bafkreidvkskpsgfvnp5qdoeschlih3sd4xx2apdawiyjrawhrf4f46njoi"
 
 
 @dataclass(frozen=True)
@@ -54,16 +52,6 @@ def combine_entries(cids: list[str]) -> str:
     return ",".join(f'{{"source":"ipfs://{cid}","target":"/inputs/{i}"}}' for i, cid in enumerate(cids))
 
 
-def map_template(spec: JobSpec) -> tuple[str, str]:
-    """Split a map spec whose only CID is `CID_MARK` into the (prefix, suffix) around it."""
-    text = spec.to_json()
-    if text.count(CID_MARK) != 1:
-        raise ValueError("a map template must contain the CID placeholder exactly once")
-    prefix, suffix = text.split(CID_MARK)
-    parse_spec(prefix + _SAMPLE_CID + suffix)  # still a valid spec once a CID is spliced in
-    return prefix, suffix
-
-
 def combine_template(spec: JobSpec) -> tuple[str, str]:
     """Render a combine spec into the (prefix, suffix) around the contract's generated entries.
 
@@ -79,13 +67,13 @@ def combine_template(spec: JobSpec) -> tuple[str, str]:
     if not prefix.endswith('"inputs":[') or not suffix.startswith("]"):
         raise ValueError("could not isolate the combine spec's inputs list")
     for n in (1, MAX_INPUTS):  # still a valid spec with the fewest and the most entries
-        parse_spec(prefix + combine_entries([_SAMPLE_CID] * n) + suffix)
+        parse_spec(prefix + combine_entries([SAMPLE_CID] * n) + suffix)
     return prefix, suffix
 
 
 def fanout_templates(map_spec: JobSpec, combine_spec: JobSpec) -> FanOutTemplates:
     """Templates for `FanOutConsumer` from a map spec (one `CID_MARK` input) and a combine spec."""
-    map_prefix, map_suffix = map_template(map_spec)
+    map_prefix, map_suffix = split_template(map_spec)
     combine_prefix, combine_suffix = combine_template(combine_spec)
     return FanOutTemplates(map_prefix, map_suffix, combine_prefix, combine_suffix)
 

@@ -65,7 +65,7 @@ def find_anvil() -> str:
     candidates = [
         os.environ.get("COD_ANVIL_BIN", ""),
         shutil.which("anvil") or "",
-        str(PROJECT_ROOT / "contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"),
+        str(PROJECT_ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"),
     ]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.cache import CachedResult, ResultCache, cache_key
-from executor.engines.base import NODE_LABEL, Engine, EngineError, Mount, RunRequest
+from executor.engines.base import NODE_LABEL, Engine, EngineError, Mount, RunOutcome, RunRequest
 from executor.locality import LocalityProbe
 from executor.publish.base import Publisher
 from executor.storage import InputUnavailable, StorageRegistry
@@ -58,7 +58,45 @@ class _Failed(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One attempt of a job on this node, as each step of `JobRunner._run` sees it."""
+
+    key: str
+    attempt: str
+    spec: JobSpec
+    dir: Path  # private to this attempt, removed after it
+    engine: Engine
+    outcome: Callable[..., JobOutcome]  # (status, **fields) -> the outcome, timed from the start
+
+    def cached(self, hit: CachedResult) -> JobOutcome:
+        return self.outcome(OutcomeStatus.COMPLETED, result_cid=hit.result_cid,
+                            exit_code=hit.exit_code, cached=True)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The job's inputs, fetched: their mounts, content ids, and where they came from."""
+
+    mounts: list[Mount]
+    content_ids: list[str]
+    locality: dict[str, Any]  # inputs_local, input_bytes_fetched: for jobs with IPFS inputs
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """What the engine reported, and the CID its result directory was published under."""
+
+    run: RunOutcome
+    result_cid: str
+
+
 class JobRunner:
+    """Runs one job attempt, in the order of `_run`: prepare the image, look up the cache, fetch
+    the inputs (onto a capped volume, measuring what came from other nodes), look up the cache
+    again (by fetched content), run the engine (onto a capped result volume), check the outputs
+    against the caps, publish, remember the result."""
+
     def __init__(
         self, engines: Mapping[str, Engine], storage: StorageRegistry, publisher: Publisher,
         policy: NodePolicy, work_dir: Path, cache: ResultCache | None = None,
@@ -92,7 +130,8 @@ class JobRunner:
             spec = parse_spec(spec_text)
             self._admit(spec)
             job_dir.mkdir(parents=True)
-            return self._run(job_key, spec, job_dir, attempt, outcome)
+            return self._run(_Job(job_key, attempt, spec, job_dir, self._engines[spec.engine],
+                                  outcome))
         except SpecError as exc:
             return outcome(OutcomeStatus.FAILED, reason=str(exc))
         except (_Failed, EngineError, InputUnavailable) as exc:
@@ -101,6 +140,7 @@ class JobRunner:
             _remove_job_dir(job_dir)
 
     def _admit(self, spec: JobSpec) -> None:
+        """Refuse what this node does not run (`_Failed`), or hand back what it is too small for."""
         if spec.engine not in self._engines:
             raise _Failed(f"engine '{spec.engine}' is not available on this node "
                           f"(it runs: {', '.join(sorted(self._engines))})")
@@ -114,85 +154,116 @@ class JobRunner:
         if too_big:
             raise NotForThisNode(f"the job needs {too_big}")
 
-    def _run(self, job_key: str, spec: JobSpec, job_dir: Path, attempt: str,
-             outcome: Callable[..., JobOutcome]) -> JobOutcome:
-        with ExitStack() as cleanup:  # the job's volumes, unmounted whatever happens
-            return self._run_in(job_key, spec, job_dir, attempt, outcome, cleanup)
+    def _run(self, job: _Job) -> JobOutcome:
+        """The steps of an admitted job, top to bottom; each may end it with a cached result."""
+        with ExitStack() as cleanup:  # the job's input volume, unmounted whatever happens
+            image_id = job.engine.prepare(job.spec, job.dir)
+            # Only a job that cannot see the network is a function of its inputs: memoise no other.
+            use_cache = job.spec.cache and job.spec.network == "none" and self._cache is not None
+            known_ids = self._known_content_ids(job.spec)  # also: every scheme has a provider
+            key = cache_key(job.spec, image_id, known_ids) if use_cache and all(known_ids) else None
+            hit = self._lookup(key) if key is not None else None
+            if hit:  # known before fetching: a hit skips the fetch too
+                return job.cached(hit)
+            inputs = self._fetch(job, cleanup)
+            if use_cache and key is None:  # a URL input: only its fetched bytes identify it
+                key = cache_key(job.spec, image_id, inputs.content_ids)
+                hit = self._lookup(key)
+                if hit:
+                    return job.cached(hit)
+            ran = self._run_and_publish(job, inputs.mounts)
+            if key is not None and ran.run.exit_code == 0 and not ran.run.reason:
+                self._remember(key, ran.result_cid, ran.run.exit_code)
+            return job.outcome(OutcomeStatus.COMPLETED, result_cid=ran.result_cid,
+                               exit_code=ran.run.exit_code, reason=ran.run.reason,
+                               **inputs.locality)
 
-    def _run_in(self, job_key: str, spec: JobSpec, job_dir: Path, attempt: str,
-                outcome: Callable[..., JobOutcome], cleanup: ExitStack) -> JobOutcome:
-        engine = self._engines[spec.engine]
-        image_id = engine.prepare(spec, job_dir)
+    def _known_content_ids(self, spec: JobSpec) -> list[str]:
+        """Each input's content id as known before fetching (IPFS, inline), "" where only
+        fetching can tell (a URL). Raises InputUnavailable for a source this node cannot fetch."""
         providers = [self._storage.for_source(i.source) for i in spec.inputs]
-        known_ids = [p.content_id(i.source) for p, i in zip(providers, spec.inputs, strict=True)]
-        # Only a job that cannot see the network is a function of its inputs: memoise no other.
-        use_cache = spec.cache and spec.network == "none" and self._cache is not None
-        key = None
-        if use_cache and all(known_ids):  # known before fetching: a hit skips the fetch too
-            key = cache_key(spec, image_id, [str(i) for i in known_ids])
-            hit = self._lookup(key)
-            if hit:
-                return outcome(OutcomeStatus.COMPLETED, result_cid=hit.result_cid, exit_code=hit.exit_code,
-                               cached=True)
+        return [p.content_id(i.source) or "" for p, i in zip(providers, spec.inputs, strict=True)]
+
+    def _lookup(self, key: str) -> CachedResult | None:
+        """A cached result of the same job that can still be retrieved, or None."""
+        if self._cache is None:
+            return None
+        hit = self._cache.get(key)
+        if hit is None:
+            return None
+        if not self._publisher.is_available(hit.result_cid):
+            log.info("cached result %s is no longer retrievable: running again", hit.result_cid)
+            self._cache.forget(key)
+            return None
+        return hit
+
+    def _remember(self, key: str, result_cid: str, exit_code: int) -> None:
+        if self._cache is not None:
+            self._cache.put(key, CachedResult(result_cid, exit_code, self.node_id))
+
+    def _fetch(self, job: _Job, cleanup: ExitStack) -> _Inputs:
+        """Fetch the inputs into the job's capped input space, with the locality probe's
+        before/after reading of the bytes Kubo received."""
+        spec, probe = job.spec, self._probe
         # A job without IPFS inputs (`held` is None) skips the probe's two Kubo round trips.
-        probe = self._probe
         local = probe.held(spec) if probe else None
         received_before = probe.received() if probe and local is not None else 0
         input_cap = min(self._policy.max_input_bytes, spec.resources.disk_bytes or 1 << 62)
-        inputs_dir = job_dir / "inputs"
+        inputs_dir = job.dir / "inputs"
         if spec.inputs:  # inputs land inside the job's capped space, whatever their DAG claims
-            input_volume = InputVolume(job_dir, input_cap, self._policy.max_input_files)
+            input_volume = InputVolume(job.dir, input_cap, self._policy.max_input_files)
             cleanup.callback(input_volume.close)
             inputs_dir = input_volume.path
-        mounts, fetched_ids = self._fetch_inputs(spec, inputs_dir, input_cap)
+        mounts, content_ids = self._fetch_inputs(spec, inputs_dir, input_cap)
         locality: dict[str, Any] = {}
         if probe is not None and local is not None:
             locality = {"inputs_local": local,
                         "input_bytes_fetched": probe.received() - received_before}
-        if use_cache and key is None:
-            key = cache_key(spec, image_id, fetched_ids)
-            hit = self._lookup(key)
-            if hit:
-                return outcome(OutcomeStatus.COMPLETED, result_cid=hit.result_cid, exit_code=hit.exit_code,
-                               cached=True)
-        cap = spec.resources.disk_bytes or self._policy.max_output_bytes
-        volume = ResultVolume(job_dir, cap, room_for_logs=2 * self._policy.log_bytes)
+        return _Inputs(mounts, content_ids, locality)
+
+    def _fetch_inputs(self, spec: JobSpec, inputs_dir: Path,
+                      cap: int) -> tuple[list[Mount], list[str]]:
+        mounts, ids = [], []
+        for index, source in enumerate(spec.inputs):
+            local = inputs_dir / str(index)
+            try:
+                ids.append(self._storage.for_source(source.source).fetch(source.source, local))
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _Failed(f"input {source.source} does not fit the job's input cap of "
+                                  f"{cap} bytes") from exc
+                raise
+            mounts.append(Mount(local, source.target, read_only=True))
+        return mounts, ids
+
+    def _run_and_publish(self, job: _Job, input_mounts: list[Mount]) -> _Ran:
+        """Run the engine onto a capped result volume, check what it wrote, add the node's notes
+        and the exit code, publish; the volume is unmounted before this returns."""
+        cap = job.spec.resources.disk_bytes or self._policy.max_output_bytes
+        volume = ResultVolume(job.dir, cap, room_for_logs=2 * self._policy.log_bytes)
         try:
             result_dir = volume.path
-            for output in spec.outputs:
-                out_dir = result_dir / output.name
-                out_dir.mkdir()
-                out_dir.chmod(0o777)  # writable whatever user the image runs as
-                mounts.append(Mount(out_dir, output.path, read_only=False))
-            request = RunRequest(
-                name=_safe_name(f"cod-{self.node_id}-{job_key}-{attempt}"), spec=spec,
+            mounts = input_mounts + self._output_mounts(job.spec, result_dir)
+            run = job.engine.run(RunRequest(
+                name=_safe_name(f"cod-{self.node_id}-{job.key}-{job.attempt}"), spec=job.spec,
                 mounts=mounts, stdout=result_dir / "stdout", stderr=result_dir / "stderr",
-                job_dir=job_dir, labels={NODE_LABEL: self.node_id},
-            )
-            run = engine.run(request)
-            self._check_outputs(spec, result_dir, cap)
-            notes = [run.reason] if run.reason else []
-            if run.stdout_truncated:
-                notes.append(f"stdout truncated at the node's log cap of {self._policy.log_bytes} bytes")
-            if run.stderr_truncated:
-                notes.append(f"stderr truncated at the node's log cap of {self._policy.log_bytes} bytes")
-            try:
-                if notes:
-                    with (result_dir / "stderr").open("a") as stderr:
-                        stderr.writelines(f"\ncod: {note}\n" for note in notes)
-                (result_dir / "exitCode").write_text(f"{run.exit_code}\n")
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
-                                  "nothing was published") from exc
-                raise
-            cid = self._publisher.publish(result_dir)
+                job_dir=job.dir, labels={NODE_LABEL: self.node_id},
+            ))
+            self._check_outputs(job.spec, result_dir, cap)
+            self._finish_result_dir(result_dir, run, cap)
+            return _Ran(run, self._publisher.publish(result_dir))
         finally:
             volume.close()
-        if key is not None and self._cache is not None and run.exit_code == 0 and not run.reason:
-            self._cache.put(key, CachedResult(cid, run.exit_code, self.node_id))
-        return outcome(OutcomeStatus.COMPLETED, result_cid=cid, exit_code=run.exit_code, reason=run.reason,
-                       **locality)
+
+    @staticmethod
+    def _output_mounts(spec: JobSpec, result_dir: Path) -> list[Mount]:
+        mounts = []
+        for output in spec.outputs:
+            out_dir = result_dir / output.name
+            out_dir.mkdir()
+            out_dir.chmod(0o777)  # writable whatever user the image runs as
+            mounts.append(Mount(out_dir, output.path, read_only=False))
+        return mounts
 
     def _check_outputs(self, spec: JobSpec, result_dir: Path, cap: int) -> None:
         """Size, file count and depth of what the job wrote, each against its cap, before any of
@@ -211,32 +282,24 @@ class JobRunner:
             raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
                           "nothing was published")
 
-    def _lookup(self, key: str) -> CachedResult | None:
-        if self._cache is None:
-            return None
-        hit = self._cache.get(key)
-        if hit is None:
-            return None
-        if not self._publisher.is_available(hit.result_cid):
-            log.info("cached result %s is no longer retrievable: running again", hit.result_cid)
-            self._cache.forget(key)
-            return None
-        return hit
-
-    def _fetch_inputs(self, spec: JobSpec, inputs_dir: Path,
-                      cap: int) -> tuple[list[Mount], list[str]]:
-        mounts, ids = [], []
-        for index, source in enumerate(spec.inputs):
-            local = inputs_dir / str(index)
-            try:
-                ids.append(self._storage.for_source(source.source).fetch(source.source, local))
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise _Failed(f"input {source.source} does not fit the job's input cap of "
-                                  f"{cap} bytes") from exc
-                raise
-            mounts.append(Mount(local, source.target, read_only=True))
-        return mounts, ids
+    def _finish_result_dir(self, result_dir: Path, run: RunOutcome, cap: int) -> None:
+        """The node's notes (why it ended the job, truncated logs) at the end of `stderr`, and
+        `exitCode`."""
+        notes = [run.reason] if run.reason else []
+        if run.stdout_truncated:
+            notes.append(f"stdout truncated at the node's log cap of {self._policy.log_bytes} bytes")
+        if run.stderr_truncated:
+            notes.append(f"stderr truncated at the node's log cap of {self._policy.log_bytes} bytes")
+        try:
+            if notes:
+                with (result_dir / "stderr").open("a") as stderr:
+                    stderr.writelines(f"\ncod: {note}\n" for note in notes)
+            (result_dir / "exitCode").write_text(f"{run.exit_code}\n")
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
+                              "nothing was published") from exc
+            raise
 
 
 def _remove_job_dir(job_dir: Path) -> None:

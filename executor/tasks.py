@@ -12,19 +12,14 @@ from celery import Task
 from executor.capacity import detect_capacity
 from executor.celery_app import app
 from executor.config import WorkerSettings
-from executor.egress import EgressPolicy, node_service_urls
-from executor.engines.base import Engine, EngineUnavailable
-from executor.engines.docker_engine import DockerEngine, Limits
-from executor.engines.wasm_engine import WasmEngine
-from executor.images import ImagePolicy
+from executor.engines import build_engines
+from executor.engines.base import EngineUnavailable
 from executor.locality import LocalityProbe
 from executor.publish.ipfs import IpfsPublisher
 from executor.retention import published_results  # also: the retention sweep's worker signals
 from executor.runner import JobRunner, NodePolicy, NotForThisNode
-from executor.storage import StorageRegistry
-from executor.storage.inline import InlineStorage
-from executor.storage.ipfs import IpfsStorage
-from executor.storage.url import UrlStorage
+from executor.storage import build_storage
+from executor.storage.url import egress_policy  # noqa: F401  (was defined here)
 from protocol.attestation import SIGNATURE_FIELD, NodeIdentity, sign_outcome
 from protocol.ipfs import IpfsUnavailable, KuboClient
 from protocol.messaging import EXECUTE_JOB
@@ -44,22 +39,8 @@ def build_runner(settings: WorkerSettings) -> JobRunner:
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     kubo = KuboClient(settings.ipfs_api)
     log_bytes = parse_size(settings.log_limit)
-    storage = StorageRegistry([
-        IpfsStorage(kubo, settings.input_fetch_timeout_s, parse_size(settings.max_input_size),
-                    settings.max_input_files),
-        UrlStorage(parse_size(settings.url_max_size), settings.url_timeout_s,
-                   egress_policy(settings), settings.url_read_timeout_s),
-        InlineStorage(),
-    ])
-    limits = Limits(pids=settings.pids_limit, log_bytes=log_bytes,
-                    tmp_bytes=parse_size(settings.tmp_size), user=settings.container_user,
-                    volume_bytes=parse_size(settings.image_volume_size))
-    engines: dict[str, Engine] = {
-        "docker": DockerEngine(pull_policy=settings.pull_policy, limits=limits,
-                               image_policy=ImagePolicy.parse(settings.image_allow)),
-        "wasm": WasmEngine(storage, log_bytes, parse_size(settings.wasm_max_module_size),
-                           settings.wasm_compile_timeout_s),
-    }
+    storage = build_storage(settings, kubo)  # one provider per registered source scheme
+    engines = build_engines(settings, storage)  # one engine per registered engine name
     policy = NodePolicy(
         node_id=settings.node_id,
         capacity=detect_capacity(settings.cpus, settings.memory, settings.gpus),
@@ -75,12 +56,6 @@ def build_runner(settings: WorkerSettings) -> JobRunner:
                               published_results(settings) if settings.result_retention_s > 0 else None)
     return JobRunner(engines, storage, publisher, policy,
                      settings.work_dir, ResultCache.for_node(settings), LocalityProbe(kubo))
-
-
-def egress_policy(settings: WorkerSettings) -> EgressPolicy:
-    """The node's one egress policy: the operator's allow-list; its own services always refused."""
-    services = node_service_urls([settings.ipfs_api, settings.broker_url], settings.egress_deny)
-    return EgressPolicy.from_settings(settings.egress_allow, services)
 
 
 @cache

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from multiformats import CID
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,8 +20,13 @@ from pydantic import (
     model_validator,
 )
 
+from protocol.engines import ENGINES, validate_engine_name
+from protocol.sources import MAX_INLINE_BYTES, SCHEMES, is_cid, validate_source
+
+__all__ = ["MAX_INLINE_BYTES", "InputSource", "JobSpec", "OutputPath", "Resources", "SpecError",
+           "input_roots", "is_cid", "parse_size", "parse_spec"]
+
 MAX_TIMEOUT_S = 24 * 3600
-MAX_INLINE_BYTES = 64 * 1024  # inline (`data:`) inputs travel on-chain inside the spec: keep them small
 DEFAULT_QUEUE_TIMEOUT_S = 600
 MAX_SPEC_CHARS = 256 * 1024  # on-chain specs are at most 8 KiB; job files from the CLI may be larger
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -53,34 +57,31 @@ def _absolute_path(value: str) -> str:
     return value.rstrip("/") or "/"
 
 
+def _engine_schema(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(ENGINES)  # the engines registered when the schema is generated
+
+
+def _source_schema(schema: dict[str, Any]) -> None:
+    schemes = (f"{name} ({', '.join(s.prefixes)})" for name, s in SCHEMES.items())
+    schema["description"] = f"a source of a registered scheme: {'; '.join(schemes)}"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class InputSource(_Strict):
-    """Data mounted read-only into the job: `ipfs://CID[/path]`, an http(s) URL, or small inline
-    data as a `data:` URL (RFC 2397, e.g. `data:,hello` or `data:;base64,aGVsbG8=`)."""
+    """Data mounted read-only into the job, as a source of one of the schemes of
+    `protocol.sources`: `ipfs://CID[/path]`, an http(s) URL, or small inline data as a `data:`
+    URL (RFC 2397, e.g. `data:,hello` or `data:;base64,aGVsbG8=`)."""
 
-    source: str
+    source: str = Field(json_schema_extra=_source_schema)
     target: str
 
     @field_validator("source")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if value.startswith("ipfs://"):
-            root, _, path = value.removeprefix("ipfs://").partition("/")
-            if not is_cid(root) or "\x00" in path:
-                raise ValueError(f"not an ipfs://CID[/path] source: {value[:120]!r}")
-            return value
-        if value.startswith(("https://", "http://")):
-            return value
-        if value.startswith("data:"):
-            if len(value) > MAX_INLINE_BYTES * 4 // 3 + 256:
-                raise ValueError(f"inline data is limited to {MAX_INLINE_BYTES} bytes")
-            if "," not in value:
-                raise ValueError("not a data: URL (expected data:[<type>][;base64],<data>)")
-            return value
-        raise ValueError(f"unsupported source {value!r}: use ipfs://CID, https://URL or data:,…")
+        return validate_source(value)  # the scheme registry: each scheme checks its own sources
 
     @field_validator("target")
     @classmethod
@@ -134,7 +135,8 @@ class Resources(_Strict):
 class JobSpec(_Strict):
     """A job: what to run, over which data, with which limits."""
 
-    engine: Literal["docker", "wasm"] = "docker"
+    # A registered engine (`protocol.engines`), which validates its own part of the spec.
+    engine: str = Field(default="docker", json_schema_extra=_engine_schema)
     # docker: an image reference; wasm: the module, as an input source (ipfs://, https://, data:)
     image: Annotated[str, Field(min_length=1, max_length=MAX_INLINE_BYTES * 4 // 3 + 256)]
     entrypoint: list[str] = Field(default_factory=list)
@@ -151,6 +153,11 @@ class JobSpec(_Strict):
     queue_timeout: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_S)] = DEFAULT_QUEUE_TIMEOUT_S
     # False: always run, even if an identical job already has a result (see executor.cache).
     cache: bool = True
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _known_engine(cls, value: object) -> str:
+        return validate_engine_name(value)
 
     @field_validator("env")
     @classmethod
@@ -175,31 +182,12 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _image_for_engine(self) -> JobSpec:
-        if self.engine == "docker" and (len(self.image) > 256 or "://" in self.image
-                                        or self.image.startswith("data:")):
-            raise ValueError("image: a docker image reference of at most 256 characters")
-        if self.engine == "wasm":
-            try:
-                InputSource(source=self.image, target="/module.wasm")  # same schemes as inputs
-            except ValidationError as exc:
-                message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-                raise ValueError(f"image: the wasm module: {message}") from None
+        ENGINES[self.engine](self)  # the engine's own part of the spec (e.g. what `image` is)
         return self
 
     def to_json(self) -> str:
         """Compact JSON, the form passed on-chain."""
         return self.model_dump_json(exclude_defaults=True)
-
-
-def is_cid(text: str) -> bool:
-    """Whether `text` is a CID (v0 or v1, any multibase, codec and hash the multiformats tables
-    know), parsed as one rather than matched by shape: `bafkqaaa`, the identity CID of no bytes,
-    is one."""
-    try:
-        CID.decode(text)
-    except Exception:  # the library raises a dozen types (KeyError, IndexError, …) on bad input
-        return False
-    return True
 
 
 def parse_spec(text: str) -> JobSpec:

@@ -38,9 +38,9 @@ if ! command -v ipfs >/dev/null || [[ "$(ipfs version --number 2>/dev/null)" != 
 fi
 
 # --- Node: Hardhat, solcjs, anvil -------------------------------------------------------------
-if [[ ! -f contracts/node_modules/.package-lock.json ]] || [[ contracts/package-lock.json -nt contracts/node_modules/.package-lock.json ]]; then
+if [[ ! -f node_modules/.package-lock.json ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
   log "installing contract tooling (npm ci)"
-  (cd contracts && npm ci --no-audit --no-fund --loglevel=error)
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 
 # --- Python -----------------------------------------------------------------------------------

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== ruff";  .venv/bin/ruff check protocol bridge executor cod devstack tests bench
 echo "== mypy";  .venv/bin/mypy
-echo "== contracts (hardhat)"; (cd contracts && npx hardhat test)
+echo "== contracts (hardhat)"; npx hardhat test
 echo "== python (pytest)"; .venv/bin/pytest -v -p no:cacheprovider "$@"

@@ -15,10 +15,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from web3 import Web3
 from web3.contract import Contract
@@ -170,28 +171,23 @@ class TcpProxy:
                 sink.shutdown(socket.SHUT_WR)
 
 
-class RangeLimitedRpc:
-    """A JSON-RPC relay in front of anvil that refuses `eth_getLogs` over more than `max_blocks`
-    blocks, as hosted RPC providers do, and counts what it refused."""
+RpcError = dict[str, Any]  # a JSON-RPC error object: {"code": …, "message": …}
+RpcPolicy = Callable[[dict[str, Any]], RpcError | None]
 
-    def __init__(self, target_url: str, max_blocks: int) -> None:
-        self.refused = 0
-        self.log_requests: list[int] = []  # the width of each eth_getLogs range forwarded
-        relay = self
 
+class RpcRelay:
+    """A JSON-RPC relay in front of anvil, as a hosted RPC provider stands in front of a node:
+    `policy` sees each request and returns the error to answer it with, or None to forward it."""
+
+    def __init__(self, target_url: str, policy: RpcPolicy) -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = json.loads(body)
-                if request.get("method") == "eth_getLogs":
-                    query = request["params"][0]
-                    width = int(query["toBlock"], 16) - int(query["fromBlock"], 16) + 1
-                    if width > max_blocks:
-                        relay.refused += 1
-                        self._reply({"jsonrpc": "2.0", "id": request["id"], "error": {
-                            "code": -32005, "message": f"query exceeds max block range {max_blocks}"}})
-                        return
-                    relay.log_requests.append(width)
+                error = policy(request)
+                if error is not None:
+                    self._reply({"jsonrpc": "2.0", "id": request["id"], "error": error})
+                    return
                 upstream = urllib.request.Request(target_url, data=body,
                                                   headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(upstream, timeout=30) as response:
@@ -214,3 +210,39 @@ class RangeLimitedRpc:
 
     def close(self) -> None:
         self._server.shutdown()
+
+
+class RangeLimit:
+    """An `RpcRelay` policy: refuse `eth_getLogs` over more than `max_blocks` blocks, as hosted RPC
+    providers do, and count what it refused."""
+
+    def __init__(self, max_blocks: int) -> None:
+        self.max_blocks = max_blocks
+        self.refused = 0
+        self.log_requests: list[int] = []  # the width of each eth_getLogs range forwarded
+
+    def __call__(self, request: dict[str, Any]) -> RpcError | None:
+        if request.get("method") != "eth_getLogs":
+            return None
+        query = request["params"][0]
+        width = int(query["toBlock"], 16) - int(query["fromBlock"], 16) + 1
+        if width > self.max_blocks:
+            self.refused += 1
+            return {"code": -32005, "message": f"query exceeds max block range {self.max_blocks}"}
+        self.log_requests.append(width)
+        return None
+
+
+class FailFirst:
+    """An `RpcRelay` policy: answer the first `count` calls of `method` with an internal error, as
+    an overloaded hosted RPC does."""
+
+    def __init__(self, method: str, count: int) -> None:
+        self.method = method
+        self.left = count
+
+    def __call__(self, request: dict[str, Any]) -> RpcError | None:
+        if request.get("method") != self.method or self.left <= 0:
+            return None
+        self.left -= 1
+        return {"code": -32603, "message": "internal error: overloaded"}

@@ -10,7 +10,7 @@ from pathlib import Path
 from bridge.chain import JobStatus
 from bridge.config import BridgeSettings
 from cod.cli.output import ENVIRONMENT, JOB_FAILED, OK, STILL_RUNNING, console, err, fail
-from cod.queries import JobReader, Progress
+from cod.queries import JobReader, Progress, Stage, stage_rank
 from cod.results import download, read_log
 from protocol.ipfs import KuboClient
 
@@ -74,13 +74,12 @@ def wait_for(reader: JobReader, job_id: int, timeout_s: float, show: bool) -> Pr
 
 def _skipped(progress: Progress, last: int) -> list[tuple[str, str]]:
     """Stages that happened between two polls, from what the ledger recorded."""
-    stages = [("requested", "")]
+    stages = [(Stage.REQUESTED, "")]
     if progress.task_id:
-        stages.append(("queued", progress.task_id))
-    if progress.node and progress.stage != "rejected":
-        stages.append(("running", f"on {progress.node}"))
-    ranks = {"requested": 0, "queued": 1, "running": 2}
-    return [(s, d) for s, d in stages if last < ranks[s] < progress.rank]
+        stages.append((Stage.QUEUED, progress.task_id))
+    if progress.node and progress.stage != Stage.REJECTED:
+        stages.append((Stage.RUNNING, f"on {progress.node}"))
+    return [(s, d) for s, d in stages if last < stage_rank(s) < progress.rank]
 
 
 def print_logs(settings: BridgeSettings, cid: str) -> None:

@@ -25,10 +25,8 @@ from cod.cli.output import USAGE, console, err, fail
 from cod.jobfile import JobDraft, finish, parse_job_document, parse_template_vars
 from cod.jobs import JobClient, format_wei, parse_fee, validate_spec
 from cod.queries import JobReader
+from cod.templates import CID_MARK
 from cod.views import iso
-
-# A real CID (identity of "cod-cid-placeholder") standing for a local input not yet added to IPFS.
-PLACEHOLDER_CID = "bafkqae3dn5sc2y3jmqwxa3dbmnswq33mmrsxe"
 
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job to finish.")]
 IdOnly = Annotated[bool, typer.Option("--id-only", help="Print only the job id.")]
@@ -134,7 +132,8 @@ def submit(draft: JobDraft, options: Submit, base_dir: Path) -> None:
         if not path.exists():
             fail(f"input {draft.fields['inputs'][index]['source']}: no such file or directory "
                  "(use ipfs://CID, https://URL or an existing local path)", USAGE)
-    validate_spec(finish(_with_sources(draft, {i: f"ipfs://{PLACEHOLDER_CID}" for i in local})))
+    # a local input not yet added to IPFS stands as the placeholder CID while the spec is checked
+    validate_spec(finish(_with_sources(draft, {i: f"ipfs://{CID_MARK}" for i in local})))
     settings = load_settings(contract=not options.dry_run, key=not options.dry_run)
     fee = parse_fee(options.fee) if options.fee is not None else None
     if local:

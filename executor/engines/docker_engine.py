@@ -15,7 +15,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import requests
@@ -35,7 +35,11 @@ from executor.engines.base import (
 )
 from executor.engines.logs import CappedLog
 from executor.images import ImagePolicy
-from protocol.spec import JobSpec
+from protocol.spec import JobSpec, parse_size
+
+if TYPE_CHECKING:
+    from executor.config import WorkerSettings
+    from executor.storage import StorageRegistry
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,15 @@ class Limits:
 # driver capabilities. Only the node sets them (from `resources.gpu`).
 ENGINE_CONTROL_PREFIXES = ("NVIDIA_", "AMD_VISIBLE_DEVICES", "HABANA_VISIBLE_DEVICES",
                            "HABANA_VISIBLE_MODULES")
+
+
+def from_settings(settings: WorkerSettings, storage: StorageRegistry) -> DockerEngine:
+    """The `docker` engine of `executor.engines.ENGINES`."""
+    limits = Limits(pids=settings.pids_limit, log_bytes=parse_size(settings.log_limit),
+                    tmp_bytes=parse_size(settings.tmp_size), user=settings.container_user,
+                    volume_bytes=parse_size(settings.image_volume_size))
+    return DockerEngine(pull_policy=settings.pull_policy, limits=limits,
+                        image_policy=ImagePolicy.parse(settings.image_allow))
 
 
 def engine_control_variables(spec: JobSpec) -> list[str]:

@@ -22,6 +22,7 @@ import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wasmtime
 
@@ -35,7 +36,10 @@ from executor.engines.base import (
 )
 from executor.engines.wasm_compile import engine_config
 from executor.storage import InputUnavailable, StorageRegistry
-from protocol.spec import JobSpec
+from protocol.spec import JobSpec, parse_size
+
+if TYPE_CHECKING:
+    from executor.config import WorkerSettings
 
 TICK_S = 0.05
 EXIT_TRAP = 134  # what an aborted native program reports (128 + SIGABRT)
@@ -48,6 +52,12 @@ TABLES = 4
 INSTANCES = 4
 MEMORIES = 1  # memory_size limits each memory: a second one would double what the job may take
 COMPILED_KEPT = 8
+
+
+def from_settings(settings: WorkerSettings, storage: StorageRegistry) -> WasmEngine:
+    """The `wasm` engine of `executor.engines.ENGINES`: it fetches modules like inputs."""
+    return WasmEngine(storage, parse_size(settings.log_limit),
+                      parse_size(settings.wasm_max_module_size), settings.wasm_compile_timeout_s)
 
 
 class WasmEngine:

@@ -14,7 +14,7 @@ class InputUnavailable(RuntimeError):
 
 
 class StorageProvider(Protocol):
-    schemes: tuple[str, ...]  # the source prefixes it handles, e.g. ("ipfs://",)
+    """Fetches the sources of one scheme of `protocol.sources` (the registry's key names it)."""
 
     def content_id(self, source: str) -> str | None:
         """A stable identifier of the source's content known without fetching it (an IPFS path),

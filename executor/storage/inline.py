@@ -6,13 +6,21 @@ import hashlib
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from executor.storage.base import InputUnavailable
 
+if TYPE_CHECKING:
+    from executor.config import WorkerSettings
+    from protocol.ipfs import KuboClient
+
+
+def from_settings(settings: WorkerSettings, kubo: KuboClient) -> InlineStorage:
+    """The `inline` provider of `executor.storage.PROVIDERS`."""
+    return InlineStorage()
+
 
 class InlineStorage:
-    schemes: tuple[str, ...] = ("data:",)
-
     def content_id(self, source: str) -> str:
         return f"sha256:{hashlib.sha256(self._decode(source)).hexdigest()}"
 

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from executor.storage.base import InputUnavailable
 from protocol.ipfs import InputTooLarge, IpfsError, IpfsUnavailable, KuboClient
+from protocol.spec import parse_size
+
+if TYPE_CHECKING:
+    from executor.config import WorkerSettings
 
 DEFAULT_MAX_BYTES = 10 * 1024**3
 DEFAULT_MAX_FILES = 100_000
 
 
-class IpfsStorage:
-    schemes: tuple[str, ...] = ("ipfs://",)
+def from_settings(settings: WorkerSettings, kubo: KuboClient) -> IpfsStorage:
+    """The `ipfs` provider of `executor.storage.PROVIDERS`."""
+    return IpfsStorage(kubo, settings.input_fetch_timeout_s, parse_size(settings.max_input_size),
+                       settings.max_input_files)
 
+
+class IpfsStorage:
     def __init__(self, kubo: KuboClient, fetch_timeout_s: int = 120,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_files: int = DEFAULT_MAX_FILES) -> None:
         self._kubo = kubo

@@ -12,12 +12,24 @@ import hashlib
 import ssl
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpcore
 import httpx
 
-from executor.egress import DeadlineExceeded, EgressPolicy, EgressRefused, GuardedBackend
+from executor.egress import (
+    DeadlineExceeded,
+    EgressPolicy,
+    EgressRefused,
+    GuardedBackend,
+    node_service_urls,
+)
 from executor.storage.base import InputUnavailable
+from protocol.spec import parse_size
+
+if TYPE_CHECKING:
+    from executor.config import WorkerSettings
+    from protocol.ipfs import KuboClient
 
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -27,9 +39,19 @@ _ERRORS = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolEr
            httpcore.UnsupportedProtocol, httpcore.PoolTimeout)
 
 
-class UrlStorage:
-    schemes: tuple[str, ...] = ("https://", "http://")
+def from_settings(settings: WorkerSettings, kubo: KuboClient) -> UrlStorage:
+    """The `url` provider of `executor.storage.PROVIDERS`."""
+    return UrlStorage(parse_size(settings.url_max_size), settings.url_timeout_s,
+                      egress_policy(settings), settings.url_read_timeout_s)
 
+
+def egress_policy(settings: WorkerSettings) -> EgressPolicy:
+    """The node's one egress policy: the operator's allow-list; its own services always refused."""
+    services = node_service_urls([settings.ipfs_api, settings.broker_url], settings.egress_deny)
+    return EgressPolicy.from_settings(settings.egress_allow, services)
+
+
+class UrlStorage:
     def __init__(self, max_bytes: int, timeout_s: float, policy: EgressPolicy | None = None,
                  read_timeout_s: float = 30.0) -> None:
         self._max = max_bytes

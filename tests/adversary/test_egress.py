@@ -6,7 +6,6 @@ refusal is shown to happen before any byte leaves. Only loopback is ever connect
 link-local and private literals are checked without connecting (tests/unit/test_egress.py).
 """
 
-# ruff: noqa: F811  (test parameters named after the fixtures imported from tests/executor/conftest.py)
 from __future__ import annotations
 
 import http.server
@@ -27,16 +26,7 @@ from executor.storage.base import InputUnavailable
 from executor.storage.url import UrlStorage
 from protocol.ipfs import KuboClient
 from protocol.spec import JobSpec
-from tests.executor.conftest import (  # noqa: F401  (fixtures)
-    RunnerFactory,
-    docker_client,
-    kubo,
-    make_runner,
-    run,
-    runner,
-    services,
-    sh,
-)
+from tests.executor.conftest import RunnerFactory, run, sh
 
 SECRET = b"operator-only: db password hunter2\n"
 KNOB = "(operator allow-list: COD_EGRESS_ALLOW)"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import bench.fuzz as fuzz
-from bridge import jobfile
+from cod import jobfile
 
 
 def run_fuzz(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -33,7 +33,7 @@ def test_a_short_run_over_every_target_finds_no_crash(tmp_path: Path) -> None:
 def test_the_harness_reports_a_crash_with_its_reproducer(tmp_path: Path) -> None:
     """A translator that raises a stray TypeError on some input is caught and reported."""
     source = Path(jobfile.__file__).read_text()
-    broken = tmp_path / "pkg" / "bridge"
+    broken = tmp_path / "pkg" / "cod"
     broken.mkdir(parents=True)
     for module in Path(jobfile.__file__).parent.glob("*.py"):
         (broken / module.name).write_text(module.read_text())
@@ -45,7 +45,7 @@ def test_the_harness_reports_a_crash_with_its_reproducer(tmp_path: Path) -> None
     done = subprocess.run(
         [sys.executable, "-m", "bench.fuzz", "--target", "jobfile", "--runs", "300",
          "--crash-dir", str(tmp_path / "crashes")], capture_output=True, text=True, timeout=60,
-        cwd=tmp_path / "pkg",  # first on sys.path: the broken copy of `bridge` is imported
+        cwd=tmp_path / "pkg",  # first on sys.path: the broken copy of `cod` is imported
         env={"PYTHONPATH": str(Path(__file__).parents[2]), "PATH": "/usr/bin"})
     assert done.returncode == 1, done.stdout + done.stderr
     assert "CRASH jobfile: TypeError" in done.stdout and "planted" in done.stdout

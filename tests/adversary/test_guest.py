@@ -2,7 +2,6 @@
 the spec, WASM stores limited in tables, memories and instances, compile time bounded, and two
 attempts of one job on one node kept apart. Real Docker, wasmtime, Kubo and Redis."""
 
-# ruff: noqa: F811  (test parameters named after the fixtures imported from tests/executor/conftest.py)
 from __future__ import annotations
 
 import base64
@@ -20,15 +19,7 @@ from executor.tasks import attempt_of
 from protocol.ipfs import KuboClient
 from protocol.outcome import JobOutcome
 from protocol.spec import JobSpec
-from tests.executor.conftest import (  # noqa: F401  (fixtures)
-    RunnerFactory,
-    kubo,
-    make_runner,
-    run,
-    runner,
-    services,
-    sh,
-)
+from tests.executor.conftest import RunnerFactory, run, sh
 
 MiB = 1024 * 1024
 

@@ -3,7 +3,6 @@ while fetching, stored in the job's capped space), an image's VOLUME paths, outp
 depth (published by an iterative, one-file-at-a-time stream), and memoisation only for jobs that
 cannot see the network. Real Kubo, Docker and Redis; each test mounts the attack itself."""
 
-# ruff: noqa: F811  (test parameters named after the fixtures imported from tests/executor/conftest.py)
 from __future__ import annotations
 
 import base64
@@ -23,17 +22,7 @@ from executor.retention import RetentionSweeper, published_results, sweep
 from executor.runner import JobRunner
 from protocol.ipfs import KuboClient
 from protocol.spec import JobSpec
-from tests.executor.conftest import (  # noqa: F401  (fixtures)
-    RunnerFactory,
-    docker_client,
-    kubo,
-    make_runner,
-    run,
-    runner,
-    services,
-    sh,
-    worker_settings,
-)
+from tests.executor.conftest import RunnerFactory, run, sh, worker_settings
 
 MiB = 1024 * 1024
 UNIXFS_DIRECTORY = base64.b64encode(b"\x08\x01").decode()  # UnixFS Data {Type: Directory}

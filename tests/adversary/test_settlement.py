@@ -5,25 +5,21 @@ counts only at the configured depth."""
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from web3.logs import DISCARD
 
-from bridge.chain import JobStatus, connect, read_job
-from bridge.ledger import JobState, Ledger, TxStatus
+from bridge.chain import GWEI, JobStatus, connect, read_job
+from bridge.ledger import Ledger, TxStatus
 from bridge.listener import Listener
+from bridge.ports import ContractChain
 from bridge.submitter import Submitter
 from bridge.txmanager import TxManager
-from tests.services import Chain, anvil_chain
+from tests.services import Chain, FailFirst, RpcRelay, anvil_chain
 
-GWEI = 10**9
 ZERO = "0x" + "0" * 40
 SPEC = '{"image": "cod/busybox:latest", "entrypoint": ["true"]}'
 GOOD_CID = "bafkreidvkskpsgfvnp5qdoeschlih3sd4xx2apdawiyjrawhrf4f46njoi"
@@ -56,11 +52,11 @@ def test_results_that_can_never_be_submitted_do_not_block_the_others(chain: Chai
     listener = Listener(chain.w3, chain.manager, ledger, 0, 0, 2000)
     listener.poll()
     txm = TxManager(chain.w3, chain.oracle_key, ledger)
-    submitter = Submitter(chain.manager, txm, ledger, listener.chain_id)
+    submitter = Submitter(ContractChain(chain.manager), txm, ledger, listener.chain_id)
     jobs = {j.job_id: j for j in ledger.all_jobs(listener.chain_id, listener.address)}
     for job_id in ids[:100]:  # fulfilJob reverts for each: the CID is longer than the contract takes
-        ledger.update(jobs[job_id], state=JobState.EXECUTED, result_cid="b" * 200, exit_code=0)
-    ledger.update(jobs[ids[100]], state=JobState.EXECUTED, result_cid=GOOD_CID, exit_code=0)
+        ledger.mark_executed(jobs[job_id], "node-1", "b" * 200, 0, None, "a CID too long")
+    ledger.mark_executed(jobs[ids[100]], "node-1", GOOD_CID, 0, None, "a good CID")
 
     def one_pass() -> None:
         submitter.submit_ready()
@@ -81,49 +77,9 @@ def test_results_that_can_never_be_submitted_do_not_block_the_others(chain: Chai
     assert all(r and "could not be submitted" in r for r in reasons)
 
 
-class FlakyRpc:
-    """A JSON-RPC relay in front of anvil that answers the first `failures` eth_estimateGas calls
-    with an internal error, as an overloaded hosted RPC does."""
-
-    def __init__(self, target_url: str, failures: int) -> None:
-        self.failures_left = failures
-        relay = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = json.loads(body)
-                if request.get("method") == "eth_estimateGas" and relay.failures_left > 0:
-                    relay.failures_left -= 1
-                    self._reply({"jsonrpc": "2.0", "id": request["id"],
-                                 "error": {"code": -32603, "message": "internal error: overloaded"}})
-                    return
-                upstream = urllib.request.Request(target_url, data=body,
-                                                  headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(upstream, timeout=30) as response:
-                    self._reply(json.loads(response.read()))
-
-            def _reply(self, payload: object) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-
-
 def test_an_rpc_error_at_gas_estimation_is_retried_not_fatal(chain: Chain, tmp_path: Path) -> None:
-    relay = FlakyRpc(chain.url, failures=2)
+    flaky = FailFirst("eth_estimateGas", 2)
+    relay = RpcRelay(chain.url, flaky)
     try:
         txm = TxManager(connect(relay.url), chain.oracle_key, ledger_for(tmp_path))
         tx = txm.enqueue("k", txm.address, "0x")
@@ -136,7 +92,7 @@ def test_an_rpc_error_at_gas_estimation_is_retried_not_fatal(chain: Chain, tmp_p
             time.sleep(0.25)  # the retry is backed off in wall time
         done = txm.get(tx.id)
         assert done is not None and done.status == TxStatus.CONFIRMED and done.succeeded
-        assert done.tries == 2 and relay.failures_left == 0
+        assert done.tries == 2 and flaky.left == 0
     finally:
         relay.close()
 

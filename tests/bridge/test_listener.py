@@ -11,7 +11,7 @@ from bridge import metrics
 from bridge.chain import connect, job_manager
 from bridge.ledger import JobState, Ledger
 from bridge.listener import Listener
-from tests.services import Chain, RangeLimitedRpc
+from tests.services import Chain, RangeLimit, RpcRelay
 
 SPEC = '{"image":"cod/busybox:latest"}'
 ZERO = "0x" + "0" * 40
@@ -63,7 +63,7 @@ def test_request_reincluded_after_a_reorg_is_processed_once(chain: Chain, tmp_pa
     assert poller.poll() == 1
     job = ledger.get(poller.chain_id, poller.address, job_id)
     assert job is not None
-    ledger.update(job, "queued", state=JobState.DISPATCHED)
+    ledger.mark_dispatched(job, 1, f"{job.key}:1", "epoch")
     raw = chain.w3.eth.get_raw_transaction(HexBytes(tx_hash)).to_0x_hex()
     old_block = job.block_number
     chain.rpc("anvil_reorg", 1, [[raw, 0]])  # replace the last block; the same tx mined again
@@ -81,7 +81,8 @@ def test_log_ranges_shrink_when_the_rpc_refuses_them(chain: Chain, tmp_path: Pat
     first, _ = request(chain)
     chain.mine(300)
     second, _ = request(chain)
-    rpc = RangeLimitedRpc(chain.url, max_blocks=50)
+    limit = RangeLimit(max_blocks=50)
+    rpc = RpcRelay(chain.url, limit)
     try:
         w3 = connect(rpc.url)
         ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
@@ -89,6 +90,6 @@ def test_log_ranges_shrink_when_the_rpc_refuses_them(chain: Chain, tmp_path: Pat
         assert poller.poll() == 2
     finally:
         rpc.close()
-    assert rpc.refused >= 1  # it tried wide ranges first …
-    assert rpc.log_requests and max(rpc.log_requests) <= 50  # … then read in ranges that pass
+    assert limit.refused >= 1  # it tried wide ranges first …
+    assert limit.log_requests and max(limit.log_requests) <= 50  # … then read in ranges that pass
     assert [j.job_id for j in ledger.all_jobs(poller.chain_id, poller.address)] == [first, second]

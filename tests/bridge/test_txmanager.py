@@ -9,8 +9,6 @@ from bridge.ledger import Ledger, TxStatus
 from bridge.txmanager import TxManager, calldata
 from tests.services import Chain
 
-GWEI = 10**9
-
 
 def manager(chain: Chain, tmp_path: Path, **kwargs: object) -> TxManager:
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")

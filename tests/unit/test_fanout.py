@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import pytest
 
+from cod.templates import CID_MARK, split_template
 from devstack.fanout import (
-    CID_MARK,
     MAX_INPUTS,
     combine_entries,
     combine_template,
     fanout_templates,
-    map_template,
     sum_combine_spec,
     word_count_map_spec,
 )
@@ -48,7 +47,7 @@ def test_entries_match_the_contracts_format() -> None:
     assert combine_entries([]) == ""
 
 
-def test_map_template_renders_the_map_spec_for_any_cid() -> None:
+def test_split_template_renders_the_map_spec_for_any_cid() -> None:
     templates = fanout_templates(word_count_map_spec(), sum_combine_spec())
     for cid in CIDS:
         assert parse_spec(templates.map_spec(cid)) == word_count_map_spec(cid)
@@ -70,6 +69,6 @@ def test_combine_spec_with_its_own_inputs_is_refused() -> None:
 
 def test_placeholder_misuse_is_refused() -> None:
     with pytest.raises(ValueError, match="exactly once"):
-        map_template(sum_combine_spec())  # no placeholder
+        split_template(sum_combine_spec())  # no placeholder
     with pytest.raises(ValueError, match="must not contain"):
         combine_template(JobSpec(image="x", env={"CID": CID_MARK}))

@@ -7,8 +7,9 @@
 const fs = require("fs");
 const path = require("path");
 
-const ARTIFACTS = path.join(__dirname, "..", "artifacts", "contracts");
-const OUT_DIR = path.join(__dirname, "..", "..", "bridge", "artifacts");
+// `paths.artifacts` of hardhat.config.js; contracts/X.sol's artifacts are in contracts/X.sol/ under it.
+const ARTIFACTS = path.join(__dirname, "..", ".hardhat", "artifacts", "contracts");
+const OUT_DIR = path.join(__dirname, "..", "bridge", "artifacts");
 
 // [source path under contracts/, contract name, whether bytecode is shipped]
 const EXPORTS = [

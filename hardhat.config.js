@@ -35,6 +35,14 @@ module.exports = {
       evmVersion: "cancun",
     },
   },
+  // Hardhat runs from the repository root: Solidity in contracts/, its tests in tests/contracts/
+  // (next to the Python tests), build output under .hardhat/ (out of the way of the Python packages).
+  paths: {
+    sources: "./contracts",
+    tests: "./tests/contracts",
+    cache: "./.hardhat/cache",
+    artifacts: "./.hardhat/artifacts",
+  },
   networks: {
     hardhat: { hardfork: "cancun" },
   },

@@ -8,7 +8,7 @@ const path = require("path");
 const hre = require("hardhat");
 const { ethers } = hre;
 
-const OUT_DIR = path.join(__dirname, "..", "..", "bench", "results");
+const OUT_DIR = path.join(__dirname, "..", "bench", "results");
 const FEE = ethers.parseEther("0.001");
 const CID_IN = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
 const CID_OUT = "bafybeie5gq4jxvzmsym6hjlwxej4rwdoxt7wadqvmmwbqi7r27fclha2va";
@@ -19,7 +19,7 @@ const SUFFIX =
   '","target":"/inputs/data"}],"outputs":[{"name":"outputs","path":"/outputs"}],' +
   '"resources":{"cpu":"1","memory":"512Mi","disk":"1Gi","gpu":0},"network":"none","timeout":600}';
 const SPEC = PREFIX + CID_IN + SUFFIX;
-// FanOutConsumer templates, as bridge/fanout.py renders them (word_count_map_spec, sum_combine_spec).
+// FanOutConsumer templates, as devstack/fanout.py renders them (word_count_map_spec, sum_combine_spec).
 const FANOUT_MAP_PREFIX = '{"image":"cod/busybox:latest","entrypoint":["sh","-c","wc -w < /inputs/text.txt > /outputs/count"],"inputs":[{"source":"ipfs://';
 const FANOUT_MAP_SUFFIX = '","target":"/inputs/text.txt"}],"resources":{"cpu":0.5,"memory":"64Mi"},"timeout":60}';
 const FANOUT_COMBINE_PREFIX =
@@ -173,7 +173,7 @@ async function main() {
         }
         return (await f.getBatch(1n)).status === 2n; // COMBINING
       }),
-      note: "`bridge/fanout.py` example templates: " +
+      note: "`devstack/fanout.py` example templates: " +
         `${FANOUT_MAP_PREFIX.length + FANOUT_MAP_SUFFIX.length}-byte map, ` +
         `${FANOUT_COMBINE_PREFIX.length + FANOUT_COMBINE_SUFFIX.length}-byte combine templates`,
     });
@@ -203,7 +203,7 @@ async function main() {
   const md = [
     "# cod — JobManager gas",
     "",
-    `Measured by \`contracts/scripts/gas-report.js\` on Hardhat ${meta.hardhat}'s in-process network; ` +
+    `Measured by \`scripts/gas-report.js\` on Hardhat ${meta.hardhat}'s in-process network; ` +
       `solc ${meta.solc}, optimizer ${meta.optimizer.enabled ? `on (${meta.optimizer.runs} runs)` : "off"}, ` +
       `EVM ${meta.evmVersion}. **gas**: gas used by the whole transaction; **execution**: the same minus ` +
       "its intrinsic gas (21,000 + calldata at 4/16 gas per zero/non-zero byte).",

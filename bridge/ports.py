@@ -1,0 +1,153 @@
+"""What the dispatcher, reconciler and submitter need from the world, and the real providers.
+
+Each step takes its collaborators as constructor arguments, typed by the small protocols here, so
+a unit test can hand it fakes; `bridge.service.Bridge` builds the real ones (Celery, the broker's
+Redis, web3) from the settings and passes them in.
+
+- `TaskQueue`: send a task to a queue, read a task's state and result, forget or revoke it.
+- `NodeBoard`: the live nodes, what they hold, and the marks on tasks sent elsewhere.
+- `Epoch`: the broker's epoch (`bridge.dispatcher.BrokerEpoch`).
+- `ChainReader`: the contract's address, the latest block's timestamp, a job as the chain has it.
+- `SettlementChain`: a `ChainReader` that also encodes `fulfillJob`/`failJob` calls.
+- `TxQueue`: records transactions to send and reads them back (`bridge.txmanager.TxManager`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from celery import Celery
+from celery.result import AsyncResult
+from web3.contract import Contract
+
+from bridge.chain import OnChainJob, read_job
+from bridge.ledger import Transaction
+from bridge.txmanager import calldata
+from protocol.messaging import EXECUTE_JOB
+from protocol.nodes import DataIndex, NodeInfo, NodeRegistry, Supersession
+
+
+class TaskResult(Protocol):
+    """A task's entry in the result backend (a Celery `AsyncResult`)."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def result(self) -> Any: ...
+
+    @property
+    def info(self) -> Any: ...
+
+    def forget(self) -> None: ...
+
+
+class TaskQueue(Protocol):
+    def send(self, task_id: str, queue: str, job_key: str, spec: str) -> None:
+        """Queue the job-execution task for `job_key` running `spec` under `task_id`."""
+
+    def result(self, task_id: str) -> TaskResult: ...
+
+    def revoke(self, task_id: str) -> None: ...
+
+
+class NodeBoard(Protocol):
+    def live(self) -> list[NodeInfo]:
+        """Every node whose heartbeat has not expired."""
+
+    def holdings(self, node_ids: list[str]) -> dict[str, dict[str, int]]:
+        """CID → size pinned on each of `node_ids` (nodes with none left out)."""
+
+    def mark_superseded(self, task_id: str) -> None:
+        """The task was sent elsewhere: a node that still receives it skips it."""
+
+
+class Epoch(Protocol):
+    def current(self) -> str: ...
+
+
+class ChainReader(Protocol):
+    @property
+    def address(self) -> str:
+        """The JobManager contract's address."""
+
+    def latest_timestamp(self) -> int: ...
+
+    def read_job(self, job_id: int) -> OnChainJob: ...
+
+
+class SettlementChain(ChainReader, Protocol):
+    def fulfill_calldata(self, job_id: int, binding: bytes, result_cid: str,
+                         exit_code: int) -> str: ...
+
+    def fail_calldata(self, job_id: int, binding: bytes, reason: str) -> str: ...
+
+
+class TxQueue(Protocol):
+    def enqueue(self, idempotency_key: str, to: str, data: str, value: int = 0,
+                max_cost: int | None = None) -> Transaction: ...
+
+    def get(self, tx_id: int) -> Transaction | None: ...
+
+
+# -- the real providers --------------------------------------------------------------------------
+
+
+class CeleryTaskQueue:
+    """Tasks through a Celery app (the broker and result backend in Redis)."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def send(self, task_id: str, queue: str, job_key: str, spec: str) -> None:
+        self.app.send_task(EXECUTE_JOB, args=[job_key, spec], task_id=task_id, queue=queue)
+
+    def result(self, task_id: str) -> TaskResult:
+        result: TaskResult = AsyncResult(task_id, app=self.app)
+        return result
+
+    def revoke(self, task_id: str) -> None:
+        self.app.control.revoke(task_id)
+
+
+class RedisNodeBoard:
+    """The heartbeats, holdings and supersession marks the workers and bridge keep in Redis."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._nodes = NodeRegistry(redis_url)
+        self._data = DataIndex(redis_url)
+        self._supersession = Supersession(redis_url)
+
+    def live(self) -> list[NodeInfo]:
+        return self._nodes.live()
+
+    def holdings(self, node_ids: list[str]) -> dict[str, dict[str, int]]:
+        return self._data.holdings(node_ids)
+
+    def mark_superseded(self, task_id: str) -> None:
+        self._supersession.mark(task_id)
+
+
+class ContractChain:
+    """The JobManager contract over web3."""
+
+    def __init__(self, contract: Contract) -> None:
+        self.contract = contract
+
+    @property
+    def address(self) -> str:
+        return str(self.contract.address)
+
+    def latest_timestamp(self) -> int:
+        return int(self.contract.w3.eth.get_block("latest")["timestamp"])
+
+    def read_job(self, job_id: int) -> OnChainJob:
+        return read_job(self.contract, job_id)
+
+    def fulfill_calldata(self, job_id: int, binding: bytes, result_cid: str,
+                         exit_code: int) -> str:
+        return calldata(self.contract.functions.fulfillJob(job_id, binding, result_cid,
+                                                           exit_code))
+
+    def fail_calldata(self, job_id: int, binding: bytes, reason: str) -> str:
+        return calldata(self.contract.functions.failJob(job_id, binding, reason))

@@ -117,15 +117,16 @@ _CURSOR_RE = re.compile(r"^(\d{1,20})?(?:@(\d{1,20}))?$")
 _LEDGER_STATES: dict[str | None, tuple[str, ...] | None] = {  # the states a status may be in
     None: tuple(s for s in JobState if s != JobState.REORGED),
     Status.REQUESTED: (*IN_FLIGHT, JobState.ABANDONED),
-    Status.COMPLETED: (JobState.COMPLETED, JobState.CLOSED),
-    Status.FAILED: (JobState.FAILED,),
+    Status.COMPLETED: (JobState.COMPLETED, JobState.CLOSED, JobState.SUBMITTING),
+    Status.FAILED: (JobState.FAILED, JobState.SUBMITTING),
     Status.CANCELLED: (JobState.CLOSED, JobState.ABANDONED),
 }
 _SHOWN_AS: dict[str, Status] = {  # a ledger state's status, unless the chain is asked (any other
     JobState.COMPLETED: Status.COMPLETED, JobState.FAILED: Status.FAILED,  # state: requested)
     JobState.CLOSED: Status.CANCELLED,
 }
-_ASK_CHAIN = frozenset({JobState.CLOSED, JobState.ABANDONED})  # the ledger does not know how these ended
+# the ledger does not know how these ended (or, submitting, whether the chain has settled it yet)
+_ASK_CHAIN = frozenset({JobState.CLOSED, JobState.ABANDONED, JobState.SUBMITTING})
 _END_EVENT = {JobStatus.COMPLETED: "JobCompleted", JobStatus.FAILED: "JobFailed",
               JobStatus.CANCELLED: "JobCancelled"}
 
@@ -193,7 +194,7 @@ class JobReader:
             states=_LEDGER_STATES[status], requester=requester, min_block=min_block,
             offset=offset)
         jobs = [self._ledger_summary(job) for job in rows]
-        if status is not None:  # a closed job may have been completed by another oracle
+        if status is not None:  # closed or submitting: the chain's status decides
             jobs = [job for job in jobs if job.status == status]
         full = len(rows) == limit
         next_offset = (offset + limit if cursor_id is None and offset + limit < total else None)

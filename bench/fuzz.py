@@ -232,7 +232,9 @@ def _logs_target() -> tuple[Callable[[bytes], None], tuple[type[BaseException], 
 
 
 def _abi_value(fdp: Any, kind: str) -> Any:
-    """A value of ABI type `kind` at the edges of its range."""
+    """A value of ABI type `kind` at the edges of its range (a tuple `(a,b,…)` field by field)."""
+    if kind.startswith("(") and kind.endswith(")"):
+        return tuple(_abi_value(fdp, inner) for inner in _split_tuple(kind[1:-1]))
     if kind in ("bytes", "string"):
         return fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 300))
     if kind.startswith(("uint", "int")):
@@ -248,6 +250,18 @@ def _abi_value(fdp: Any, kind: str) -> Any:
     if kind == "bool":
         return fdp.ConsumeBool()
     raise ValueError(f"the fuzzer does not generate ABI type {kind}: add it")
+
+
+def _split_tuple(inner: str) -> list[str]:
+    """The component types of a tuple's inside, split at its top-level commas."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(inner):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(inner[start:index])
+            start = index + 1
+    parts.append(inner[start:])
+    return [part for part in parts if part]
 
 
 _FACTORIES = {"spec": _spec_target, "jobfile": _jobfile_target, "logs": _logs_target}

@@ -26,27 +26,70 @@ def eip1559_fees(base_fee: int, tip: int, cap: int) -> tuple[int, int]:
 
 
 class JobStatus(IntEnum):
-    """Mirrors `JobManager.JobStatus`."""
+    """Mirrors `IJobManager.JobStatus` (v2)."""
 
     NONE = 0
-    REQUESTED = 1
-    COMPLETED = 2
-    FAILED = 3
-    CANCELLED = 4
+    REQUESTED = 1  # open, nobody holds it
+    CLAIMED = 2  # held by a claimer (replicas = 1) / claim-commit phase (replicas > 1)
+    REVEALING = 3  # replicas > 1: the reveal phase is open
+    COMPLETED = 4
+    FAILED = 5
+    CANCELLED = 6
+
+    @property
+    def open(self) -> bool:
+        """Still to be settled (a result or a failure may still be recorded)."""
+        return self in (JobStatus.REQUESTED, JobStatus.CLAIMED, JobStatus.REVEALING)
+
+
+ZERO_ADDRESS = "0x" + "0" * 40
 
 
 @dataclass(frozen=True)
 class OnChainJob:
-    requester: str
-    consumer: str
-    fee: int
-    deadline: int
-    callback_gas_limit: int
+    """`IJobManager.JobView`: the decoded job word. Everything else about a job (requester, fee,
+    deadline, …) is in its `Terms`, which the contract does not store (see `bridge.terms`)."""
+
     status: JobStatus
-    exit_code: int
-    result_cid: str
-    failure_fee: int = 0  # fixed when it was requested
-    request_hash: str = ""  # what a settlement must quote (binds it to this request)
+    lease_end: int = 0  # the claim's lease end (replicas = 1), chain time
+    claimer: str = ZERO_ADDRESS  # the current claimer (replicas = 1), else the zero address
+    digest: bytes = bytes(20)  # terms digest while open, result digest once completed
+    settle_pending: bool = False  # replicas > 1: completed, not yet finalized
+
+    def held_by(self, account: str) -> bool:
+        return self.status == JobStatus.CLAIMED and self.claimer.lower() == account.lower()
+
+    def held_by_other(self, account: str, now: int) -> bool:
+        """Claimed by someone else whose lease is live at chain time `now` (not ours to take)."""
+        return (self.status == JobStatus.CLAIMED and self.claimer.lower() != account.lower()
+                and now <= self.lease_end)
+
+
+class ReplicaState(IntEnum):
+    """Mirrors `IJobManager.ReplicaState`: one replica slot of a replicated job."""
+
+    EMPTY = 0
+    CLAIMED = 1
+    COMMITTED = 2
+    REVEALED = 3
+
+
+@dataclass(frozen=True)
+class ReplicaSlot:
+    """`IJobManager.ReplicaView`: who holds a slot of a replicated job, until when, and how far."""
+
+    operator: str
+    lease_end: int
+    state: ReplicaState
+    commitment: bytes = bytes(32)
+    answer: bytes = bytes(20)  # `resultHash` of its reveal, once revealed
+
+    def held_by(self, account: str) -> bool:
+        return self.state != ReplicaState.EMPTY and self.operator.lower() == account.lower()
+
+    def lapsed(self, now: int) -> bool:
+        """Claimed, not committed, past its lease: anyone else may take the slot over."""
+        return self.state == ReplicaState.CLAIMED and now > self.lease_end
 
 
 class ChainError(RuntimeError):
@@ -73,12 +116,37 @@ def job_manager(w3: Web3, address: str) -> Contract:
 
 
 def read_job(contract: Contract, job_id: int) -> OnChainJob:
+    """`getJob(jobId)`: status `NONE` if the id was never issued."""
     raw = contract.functions.getJob(job_id).call()
-    return OnChainJob(
-        requester=raw[0], consumer=raw[1], fee=int(raw[2]), deadline=int(raw[3]),
-        callback_gas_limit=int(raw[4]), status=JobStatus(raw[5]), exit_code=int(raw[6]),
-        failure_fee=int(raw[7]), result_cid=str(raw[8]), request_hash=Web3.to_hex(raw[9]),
-    )
+    return OnChainJob(status=JobStatus(raw[0]), lease_end=int(raw[1]), claimer=str(raw[2]),
+                      digest=bytes(raw[3]), settle_pending=bool(raw[4]))
+
+
+def read_replicas(contract: Contract, job_id: int, replicas: int) -> list[ReplicaSlot]:
+    """Every slot of replicated job `job_id` (`getReplica`, one call per slot)."""
+    slots = []
+    for slot in range(replicas):
+        raw = contract.functions.getReplica(job_id, slot).call()
+        slots.append(ReplicaSlot(operator=str(raw[0]), lease_end=int(raw[1]),
+                                 state=ReplicaState(raw[2]), commitment=bytes(raw[3]),
+                                 answer=bytes(raw[4])))
+    return slots
+
+
+@dataclass(frozen=True)
+class OperatorView:
+    """`IJobManager.OperatorView`: `index` 0 = never registered; `exit_at` 0 = active."""
+
+    index: int
+    exit_at: int
+    stake: int
+    earned: int
+
+
+def read_operator(contract: Contract, account: str) -> OperatorView:
+    raw = contract.functions.getOperator(Web3.to_checksum_address(account)).call()
+    return OperatorView(index=int(raw[0]), exit_at=int(raw[1]), stake=int(raw[2]),
+                        earned=int(raw[3]))
 
 
 class TxSender:

@@ -34,6 +34,9 @@ class BridgeSettings(CodSettings):
     reconcile_interval_s: float = 5.0
     locality: bool = True  # send a job to the node that holds its IPFS inputs
     locality_wait_s: float = 30.0  # … and to any node if that one has not started it by then
+    # with several operators, each claims at once the jobs whose turn is its own (job id modulo the
+    # operator count) and the others only after this long (so the normal case has no claim races)
+    claim_grace_s: float = 3.0
     metrics_port: int = 0  # serve Prometheus metrics on 127.0.0.1:PORT (0: off)
     json_logs: bool = True
 

@@ -14,6 +14,7 @@ import uuid
 import redis
 
 from bridge import metrics
+from bridge.claims import Claims
 from bridge.isolation import each_job
 from bridge.ledger import Job, JobState, Ledger
 from bridge.logs import job_extra
@@ -51,11 +52,14 @@ class BrokerEpoch:
 
 class Dispatcher:
     """`tasks`: where tasks go and results come from (Celery); `nodes`: the live nodes and their
-    holdings (the workers' heartbeats in Redis); `epoch`: the broker's (`BrokerEpoch`)."""
+    holdings (the workers' heartbeats in Redis); `epoch`: the broker's (`BrokerEpoch`);
+    `claims`: v2, a job is claimed on-chain before it is sent (None: sent as soon as it can run)."""
 
     def __init__(self, tasks: TaskQueue, nodes: NodeBoard, ledger: Ledger, epoch: Epoch,
                  chain_id: int, contract: str, locality: bool = True, max_attempts: int = 3,
-                 trusted_nodes: frozenset[str] = frozenset()) -> None:
+                 trusted_nodes: frozenset[str] = frozenset(), claims: Claims | None = None
+                 ) -> None:
+        self._claims = claims
         self._trusted_nodes = trusted_nodes  # node-key addresses whose results count; none: no result
         if not trusted_nodes:
             log.error("no node addresses registered (COD_NODE_ADDRESSES): every result will be "
@@ -74,9 +78,11 @@ class Dispatcher:
     def dispatch_pending(self) -> int:
         """Send due jobs in `requested` to the executors, fairly across requesters; a spec that
         fails validation is rejected here, without using a compute node. A job no live node can
-        serve waits (out of the window for `WAIT_RECHECK_S`), so it never holds back the rest."""
+        serve waits (out of the window for `WAIT_RECHECK_S`), so it never holds back the rest.
+        With claims, a job that can run is claimed first (its lease starts only then) and sent
+        once the claim is confirmed (`claimed`)."""
         jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.REQUESTED,
-                                    limit=DISPATCH_BATCH, fair=True)
+                                    JobState.CLAIMED, limit=DISPATCH_BATCH, fair=True)
         if not jobs:
             return 0
         epoch = self._epoch.current()
@@ -102,6 +108,9 @@ class Dispatcher:
             self._ledger.defer(job, WAIT_RECHECK_S)
             return
         self._waiting.pop(job.key, None)
+        if (self._claims is not None and job.state == JobState.REQUESTED
+                and not self._claims.claim(job)):
+            return  # sent once the claim is confirmed (or left to whoever holds it)
         self.send(job, epoch, nodes=nodes)
 
     def reject(self, job: Job, reason: str) -> None:
@@ -221,6 +230,6 @@ class Dispatcher:
                 detail += (f"; inputs {'local' if outcome.inputs_local else 'not local'}, "
                            f"{outcome.input_bytes_fetched or 0} bytes fetched")
             self._ledger.mark_executed(job, outcome.node, outcome.result_cid, outcome.exit_code,
-                                       outcome.reason, detail)
+                                       outcome.reason, detail, result=outcome.result)
         else:
             self._ledger.mark_run_failed(job, outcome.node, outcome.reason)

@@ -6,6 +6,9 @@ fetches raw logs and decodes each one on its own: the spec is read as `bytes` (a
 is the same) and only then as UTF-8. A request whose spec is not UTF-8 is still a request — it is
 recorded and failed on-chain with that reason; a log that cannot be decoded at all (not one the
 contract can emit) names what is wrong, and never stops the range.
+
+JobManager v2: `JobRequested(jobId, requester, consumer, Terms terms, string spec)`. The terms are
+decoded in full (`bridge.terms.Terms`) and recorded, since every later call must quote them back.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_utils.abi import event_abi_to_log_topic
-from eth_utils.address import to_checksum_address
 from web3 import Web3
 
 from bridge.ledger import NewJob
+from bridge.terms import Terms
 
 EVENT = "JobRequested"
 
@@ -41,15 +44,18 @@ class RequestDecoder:
 
     topic: bytes
     names: tuple[str, ...]  # the non-indexed fields, in data order
-    types: tuple[str, ...]  # their ABI types, with `string` read as `bytes`
+    types: tuple[str, ...]  # their ABI types, with a top-level `string` read as `bytes`
+    terms_names: tuple[str, ...] = ()  # the fields of the `terms` tuple, in ABI order
 
     @classmethod
     def from_abi(cls, abi: Sequence[Mapping[str, Any]]) -> RequestDecoder:
         event = next(e for e in abi if e.get("type") == "event" and e.get("name") == EVENT)
         data = [i for i in event["inputs"] if not i.get("indexed")]
+        terms = next((i for i in data if i["name"] == "terms"), None)
         return cls(topic=bytes(event_abi_to_log_topic(event)),  # type: ignore[arg-type]
                    names=tuple(str(i["name"]) for i in data),
-                   types=tuple("bytes" if i["type"] == "string" else str(i["type"]) for i in data))
+                   types=tuple("bytes" if i["type"] == "string" else _abi_type(i) for i in data),
+                   terms_names=tuple(str(c["name"]) for c in terms["components"]) if terms else ())
 
     def decode(self, raw: Mapping[str, Any]) -> NewJob | UndecodableRequest:
         """A `NewJob` (its `reason` set when the request is to be failed as it stands), or an
@@ -66,6 +72,11 @@ class RequestDecoder:
         except Exception as exc:  # eth_abi raises several types on malformed data
             return UndecodableRequest(f"event data does not decode: {type(exc).__name__}: "
                                       f"{str(exc)[:200]}", *where, job_id=job_id)
+        try:
+            terms = Terms.from_event(dict(zip(self.terms_names, values["terms"], strict=True)))
+        except Exception as exc:  # no terms (not a v2 event) or a field out of shape
+            return UndecodableRequest(f"terms do not decode: {type(exc).__name__}: "
+                                      f"{str(exc)[:200]}", *where, job_id=job_id)
         spec_bytes = bytes(values["spec"])
         reason = None
         try:
@@ -73,22 +84,35 @@ class RequestDecoder:
         except UnicodeDecodeError as exc:
             spec = spec_bytes.decode("utf-8", errors="backslashreplace")
             reason = f"invalid spec: not UTF-8 text (byte {exc.start}: {exc.reason})"
-        request_hash = values.get("requestHash")
         return NewJob(
             job_id=job_id,
-            requester=to_checksum_address(topics[2][12:]),
-            consumer=to_checksum_address(topics[3][12:]),
+            # the indexed copies and the terms' own fields are one value in a log the contract
+            # emits; the terms are what every call is checked against, so they are recorded
+            requester=terms.requester,
+            consumer=terms.consumer,
             spec=spec,
-            fee_wei=int(values["fee"]),
-            deadline=int(values["deadline"]),
+            fee_wei=terms.fee,
+            deadline=terms.deadline,
             block_number=where[0],
             block_hash=Web3.to_hex(raw["blockHash"]),
             tx_hash=where[1],
             log_index=where[2],
-            callback_gas_limit=int(values.get("callbackGasLimit", 0)),
-            request_hash=Web3.to_hex(request_hash) if request_hash is not None else None,
+            callback_gas_limit=terms.callback_gas_limit,
+            request_hash=Web3.to_hex(terms.request_hash),
             reason=reason,
+            replicas=terms.replicas,
+            lease_s=terms.lease,
+            restricted=terms.restricted,
         )
+
+
+def _abi_type(item: Mapping[str, Any]) -> str:
+    """The canonical ABI type of an ABI input (a tuple spelled out from its components)."""
+    kind = str(item["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item["components"])
+        return f"({inner}){kind[len('tuple'):]}"  # keeps an array suffix (`tuple[]`)
+    return kind
 
 
 def _where(raw: Mapping[str, Any]) -> tuple[int, str, int]:

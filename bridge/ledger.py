@@ -95,6 +95,7 @@ class Job(Base):
     routed_node: Mapped[str | None] = mapped_column(String(200))  # sent to this node's data
     result_cid: Mapped[str | None] = mapped_column(String(200))
     exit_code: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[str] = mapped_column(Text, default="")  # the small result, hex (0005)
     reason: Mapped[str | None] = mapped_column(Text)
     submit_tx_id: Mapped[int | None] = mapped_column(BigInteger)
     submit_tx: Mapped[str | None] = mapped_column(String(66))
@@ -106,6 +107,16 @@ class Job(Base):
     started_at: Mapped[float | None] = mapped_column()  # when the current attempt started on a node
     errors: Mapped[int] = mapped_column(Integer, default=0)  # unexpected errors handling this job
     not_before: Mapped[float] = mapped_column(default=0.0)  # no step looks at the job before then
+    # v2 (0004): the rest of the request's `Terms`, quoted back by every call (bridge.terms)
+    replicas: Mapped[int] = mapped_column(Integer, default=1)
+    lease_s: Mapped[int] = mapped_column(BigInteger, default=0)
+    restricted: Mapped[bool] = mapped_column(default=False)
+    # our claim: the claimJob transaction, its confirmed lease end (chain time), tries so far
+    claim_tx_id: Mapped[int | None] = mapped_column(BigInteger)
+    lease_end: Mapped[int | None] = mapped_column(BigInteger)
+    claim_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # replicated jobs (0006): the salt of our commitment, hex, stored before it is sent
+    salt: Mapped[str | None] = mapped_column(String(66))
 
     @property
     def key(self) -> str:
@@ -201,6 +212,9 @@ class NewJob:
     callback_gas_limit: int = 0
     request_hash: str | None = None
     reason: str | None = None  # set: the request is failed as it stands (e.g. a spec that is not UTF-8)
+    replicas: int = 1
+    lease_s: int = 0
+    restricted: bool = False
 
 
 RECENT_BLOCKS_KEPT = 2048
@@ -264,6 +278,8 @@ class Ledger:
                     state=JobState.REJECTED if job.reason else JobState.REQUESTED,
                     reason=job.reason, attempts=0, submit_attempts=0,
                     callback_gas_limit=job.callback_gas_limit, request_hash=job.request_hash,
+                    replicas=job.replicas, lease_s=job.lease_s, restricted=job.restricted,
+                    claim_attempts=0,
                     errors=0, not_before=0.0, created_at=now, updated_at=now,
                 ))
                 s.flush()
@@ -370,15 +386,38 @@ class Ledger:
         """No live node can serve the job yet (it stays `requested`)."""
         self._update(job, EventKind.WAITING, reason)
 
+    def mark_claiming(self, job: Job, tx_id: int) -> None:
+        """claimJob is recorded with the transaction manager as `tx_id`: `claiming`."""
+        self._update(job, EventKind.CLAIMING, f"claimJob (tx #{tx_id})", state=JobState.CLAIMING,
+                     claim_tx_id=tx_id)
+
+    def mark_claimed(self, job: Job, lease_end: int, detail: str) -> None:
+        """We hold the job until `lease_end` (chain time): `claimed` to be run, or back to
+        `rejected` (to be failed) when it was rejected before it was claimed."""
+        state = JobState.REJECTED if job.reason else JobState.CLAIMED
+        self._update(job, EventKind.CLAIMED, detail, state=state, lease_end=lease_end,
+                     not_before=0.0)
+
+    def mark_unclaimed(self, job: Job, kind: EventKind, detail: str, retry_in_s: float,
+                       tried: bool) -> None:
+        """We do not hold the job (another operator does, or our claim lost a race): out of every
+        step's window for `retry_in_s`, then looked at again as before the claim. `tried`: a
+        claim transaction was used up (the next one gets a new idempotency key)."""
+        state = JobState.REJECTED if job.reason else JobState.REQUESTED
+        self._update(job, kind, detail, state=state, claim_tx_id=None,
+                     claim_attempts=job.claim_attempts + (1 if tried else 0),
+                     not_before=time.time() + retry_in_s)
+
     def mark_started(self, job: Job, node: str, at: float) -> None:
         """A node started the job's current attempt at `at`."""
         self._update(job, EventKind.RUNNING, f"on {node}", node=node, started_at=at)
 
     def mark_executed(self, job: Job, node: str, result_cid: str | None, exit_code: int | None,
-                      reason: str | None, detail: str) -> None:
-        """The job ran and its result is published: `executed`, to be fulfilled."""
+                      reason: str | None, detail: str, result: str = "") -> None:
+        """The job ran and its result is published: `executed`, to be fulfilled (`result`: the
+        small result, hex)."""
         self._update(job, EventKind.PUBLISHED, detail, state=JobState.EXECUTED, node=node,
-                     result_cid=result_cid, exit_code=exit_code, reason=reason)
+                     result_cid=result_cid, exit_code=exit_code, reason=reason, result=result)
 
     def mark_run_failed(self, job: Job, node: str, reason: str | None) -> None:
         """The job could not run on `node` (its outcome says why): `rejected`, to be failed."""
@@ -414,6 +453,44 @@ class Ledger:
         `reason`), its submit attempts counted afresh."""
         self._update(job, EventKind.SUBMIT_ERROR, reason, state=JobState.REJECTED,
                      reason=reason[:1000], submit_attempts=0)
+
+    # -- replicated jobs: commit → reveal → finalize (bridge.replication) --------------------------
+    def keep_salt(self, job: Job, salt: str) -> None:
+        """Store the salt of our commitment before the commitment is recorded for sending."""
+        self._update(job, None, "", salt=salt)
+
+    def mark_committing(self, job: Job, tx_id: int, salt: str) -> None:
+        """commitResult is recorded as `tx_id`; `salt` (hex) opens it later: `committing`."""
+        self._update(job, EventKind.COMMITTING, f"commitResult (tx #{tx_id})",
+                     state=JobState.COMMITTING, submit_tx_id=tx_id, salt=salt)
+
+    def mark_committed(self, job: Job, detail: str) -> None:
+        """Our commitment is on-chain: `committed`, waiting for the reveal phase."""
+        self._update(job, EventKind.COMMITTED, detail, state=JobState.COMMITTED, not_before=0.0)
+
+    def mark_revealing(self, job: Job, tx_id: int) -> None:
+        self._update(job, EventKind.REVEALING, f"revealResult (tx #{tx_id})",
+                     state=JobState.REVEALING, submit_tx_id=tx_id)
+
+    def mark_revealed(self, job: Job, detail: str) -> None:
+        """Our answer is on-chain: `revealed`, waiting to finalize."""
+        self._update(job, EventKind.REVEALED, detail, state=JobState.REVEALED, not_before=0.0)
+
+    def mark_finalizing(self, job: Job, tx_id: int) -> None:
+        self._update(job, EventKind.FINALIZING, f"finalize (tx #{tx_id})",
+                     state=JobState.FINALIZING, submit_tx_id=tx_id)
+
+    def mark_replica_retry(self, job: Job, state: JobState, detail: str, submit_attempts: int,
+                           retry_in_s: float) -> None:
+        """A replication transaction did not go through: back to `state`, sent again later."""
+        self._update(job, EventKind.SUBMIT_ERROR, detail, state=state,
+                     submit_attempts=submit_attempts, not_before=time.time() + retry_in_s)
+
+    def mark_agreement(self, job: Job, agreed: bool, completed: bool, detail: str) -> None:
+        """The replicated job is settled on-chain: `completed` or `failed`, with whether the
+        answer we revealed is the one that won (`agreed`)."""
+        self._update(job, EventKind.AGREED if agreed else EventKind.OUTVOTED, detail,
+                     state=JobState.COMPLETED if completed else JobState.FAILED)
 
     def mark_abandoned(self, job: Job, reason: str) -> None:
         """No transaction can settle the job: `abandoned`."""

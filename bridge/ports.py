@@ -8,7 +8,9 @@ Redis, web3) from the settings and passes them in.
 - `NodeBoard`: the live nodes, what they hold, and the marks on tasks sent elsewhere.
 - `Epoch`: the broker's epoch (`bridge.dispatcher.BrokerEpoch`).
 - `ChainReader`: the contract's address, the latest block's timestamp, a job as the chain has it.
-- `SettlementChain`: a `ChainReader` that also encodes `fulfillJob`/`failJob` calls.
+- `SettlementChain`: a `ChainReader` that also reads replica slots and lapses, and encodes
+  `claimJob`, `fulfillJob`/`failJob`, `fulfillBatch`, and the replicated `commitResult`,
+  `revealResult` and `finalize` calls (v2: each quoting the request's `Terms`).
 - `TxQueue`: records transactions to send and reads them back (`bridge.txmanager.TxManager`).
 """
 
@@ -20,8 +22,11 @@ from celery import Celery
 from celery.result import AsyncResult
 from web3.contract import Contract
 
-from bridge.chain import OnChainJob, read_job
+from bridge.chain import OnChainJob, ReplicaSlot, read_job, read_replicas
 from bridge.ledger import Transaction
+from bridge.operators import OperatorStatus
+from bridge.operators import status as operator_status
+from bridge.terms import Terms
 from bridge.txmanager import calldata
 from protocol.messaging import EXECUTE_JOB
 from protocol.nodes import DataIndex, NodeInfo, NodeRegistry, Supersession
@@ -76,11 +81,38 @@ class ChainReader(Protocol):
     def read_job(self, job_id: int) -> OnChainJob: ...
 
 
-class SettlementChain(ChainReader, Protocol):
-    def fulfill_calldata(self, job_id: int, binding: bytes, result_cid: str,
-                         exit_code: int) -> str: ...
+Fulfilment = tuple[int, Terms, str, int, bytes]
+"""One `fulfillBatch` item: job id, terms, result CID, exit code, small result."""
 
-    def fail_calldata(self, job_id: int, binding: bytes, reason: str) -> str: ...
+
+class SettlementChain(ChainReader, Protocol):
+    def may_claim(self, job_id: int, account: str) -> bool:
+        """`account` is named by restricted request `job_id`."""
+
+    def claim_calldata(self, job_id: int, terms: Terms) -> str: ...
+
+    def fulfill_calldata(self, job_id: int, terms: Terms, result_cid: str, exit_code: int,
+                         result: bytes) -> str: ...
+
+    def fulfill_batch_calldata(self, items: list[Fulfilment]) -> str: ...
+
+    def fail_calldata(self, job_id: int, terms: Terms, reason: str) -> str: ...
+
+    def read_replicas(self, job_id: int, replicas: int) -> list[ReplicaSlot]:
+        """Every replica slot of a replicated job."""
+
+    def has_lapsed(self, job_id: int, account: str) -> bool:
+        """`account` let a lease on `job_id` lapse (it may not claim the job again)."""
+
+    def commit_calldata(self, job_id: int, terms: Terms, commitment: bytes) -> str: ...
+
+    def reveal_calldata(self, job_id: int, terms: Terms, result_cid: str, exit_code: int,
+                        result: bytes, salt: bytes) -> str: ...
+
+    def finalize_calldata(self, job_id: int, terms: Terms) -> str: ...
+
+    def operator_standing(self, account: str) -> OperatorStatus:
+        """`account`'s operator record and the contract's bond terms."""
 
 
 class TxQueue(Protocol):
@@ -144,10 +176,42 @@ class ContractChain:
     def read_job(self, job_id: int) -> OnChainJob:
         return read_job(self.contract, job_id)
 
-    def fulfill_calldata(self, job_id: int, binding: bytes, result_cid: str,
-                         exit_code: int) -> str:
-        return calldata(self.contract.functions.fulfillJob(job_id, binding, result_cid,
-                                                           exit_code))
+    def may_claim(self, job_id: int, account: str) -> bool:
+        return bool(self.contract.functions.mayClaim(job_id, account).call())
 
-    def fail_calldata(self, job_id: int, binding: bytes, reason: str) -> str:
-        return calldata(self.contract.functions.failJob(job_id, binding, reason))
+    def claim_calldata(self, job_id: int, terms: Terms) -> str:
+        return calldata(self.contract.functions.claimJob(job_id, terms.as_tuple()))
+
+    def fulfill_calldata(self, job_id: int, terms: Terms, result_cid: str, exit_code: int,
+                         result: bytes) -> str:
+        return calldata(self.contract.functions.fulfillJob(job_id, terms.as_tuple(), result_cid,
+                                                           exit_code, result))
+
+    def fulfill_batch_calldata(self, items: list[Fulfilment]) -> str:
+        return calldata(self.contract.functions.fulfillBatch(
+            [(job_id, terms.as_tuple(), cid, code, result)
+             for job_id, terms, cid, code, result in items]))
+
+    def fail_calldata(self, job_id: int, terms: Terms, reason: str) -> str:
+        return calldata(self.contract.functions.failJob(job_id, terms.as_tuple(), reason))
+
+    def read_replicas(self, job_id: int, replicas: int) -> list[ReplicaSlot]:
+        return read_replicas(self.contract, job_id, replicas)
+
+    def has_lapsed(self, job_id: int, account: str) -> bool:
+        return bool(self.contract.functions.hasLapsed(job_id, account).call())
+
+    def commit_calldata(self, job_id: int, terms: Terms, commitment: bytes) -> str:
+        return calldata(self.contract.functions.commitResult(job_id, terms.as_tuple(),
+                                                             commitment))
+
+    def reveal_calldata(self, job_id: int, terms: Terms, result_cid: str, exit_code: int,
+                        result: bytes, salt: bytes) -> str:
+        return calldata(self.contract.functions.revealResult(job_id, terms.as_tuple(),
+                                                             result_cid, exit_code, result, salt))
+
+    def finalize_calldata(self, job_id: int, terms: Terms) -> str:
+        return calldata(self.contract.functions.finalize(job_id, terms.as_tuple()))
+
+    def operator_standing(self, account: str) -> OperatorStatus:
+        return operator_status(self.contract, account)

@@ -9,6 +9,8 @@
   `locality_wait_s` goes to the general queue (it will fetch its inputs).
 - **Ended on-chain** (the requester cancelled after the deadline): in-flight jobs past their
   deadline are checked on-chain; a cancelled job stops being worked on (its task is revoked).
+- **Lease lost** (v2): a job of ours past its lease end is checked on-chain; when another operator
+  has taken it over (our lease lapsed: the contract slashed us), we stop working on it.
 - Results computed but not submitted need nothing here: they stay `executed` in the ledger and the
   submitter picks them up, after any restart.
 """
@@ -36,7 +38,8 @@ class Reconciler:
     def __init__(self, tasks: TaskQueue, ledger: Ledger, dispatcher: Dispatcher, epoch: Epoch,
                  chain: ChainReader, chain_id: int, *, stall_grace_s: float = 60.0,
                  max_attempts: int = 3, interval_s: float = 5.0,
-                 locality_wait_s: float = 30.0) -> None:
+                 locality_wait_s: float = 30.0, operator: str | None = None) -> None:
+        self._operator = operator  # our claiming address (v2); None: no claims to watch
         self._locality_wait = locality_wait_s
         self._tasks = tasks
         self._ledger = ledger
@@ -60,12 +63,14 @@ class Reconciler:
         now = time.time()
         latest = self._chain.latest_timestamp()
         in_flight = self._ledger.jobs_in(self._chain_id, self._address, JobState.REQUESTED,
-                                         JobState.DISPATCHED, limit=5000)
+                                         JobState.CLAIMED, JobState.DISPATCHED, limit=5000)
         each_job(self._ledger, in_flight, "reconciling",
                  lambda job: self._reconcile_one(job, epoch, now, latest), self._dispatcher.reject)
 
     def _reconcile_one(self, job: Job, epoch: str, now: float, latest: int) -> None:
         if job.deadline < latest and self._ended_on_chain(job):
+            return
+        if self._lease_lost(job, latest):
             return
         if job.state != JobState.DISPATCHED:
             return
@@ -105,9 +110,23 @@ class Reconciler:
         self._ledger.add_event(job, EventKind.REDISPATCH, detail)
         self._dispatcher.send(job, epoch)
 
+    def _lease_lost(self, job: Job, latest: int) -> bool:
+        """Past our lease end, another operator holds the job: it is theirs now."""
+        if (self._operator is None or job.state == JobState.REQUESTED or job.lease_end is None
+                or latest <= job.lease_end or job.replicas > 1):  # a slot: bridge.replication
+            return False
+        on_chain = self._chain.read_job(job.job_id)
+        if on_chain.status != JobStatus.CLAIMED or on_chain.held_by(self._operator):
+            return False  # still ours (nobody reclaimed it: we may still settle), or ended
+        if job.task_id:
+            self._tasks.revoke(job.task_id)
+        self._ledger.mark_closed(job, f"our lease ended at {job.lease_end} and "
+                                      f"{on_chain.claimer} took the job over")
+        return True
+
     def _ended_on_chain(self, job: Job) -> bool:
         on_chain = self._chain.read_job(job.job_id)
-        if on_chain.status == JobStatus.REQUESTED:
+        if on_chain.status.open:
             return False
         if job.task_id:
             self._tasks.revoke(job.task_id)

@@ -1,4 +1,5 @@
-"""The bridge process: listen → reconcile → dispatch → collect → submit → confirm, in one loop.
+"""The bridge process: listen → reconcile → dispatch (claim first) → collect → submit → confirm, in
+one loop.
 
 One loop in one process keeps a single owner for the oracle key's nonces. Each step reads its work
 from the ledger, so the loop can stop (or be killed) anywhere and resume where it was.
@@ -14,12 +15,14 @@ from types import FrameType
 
 from bridge import metrics
 from bridge.chain import connect, job_manager
+from bridge.claims import Claims
 from bridge.config import BridgeSettings
 from bridge.dispatcher import BrokerEpoch, Dispatcher
 from bridge.ledger import Job, Ledger
 from bridge.listener import Listener
 from bridge.ports import CeleryTaskQueue, ContractChain, RedisNodeBoard
 from bridge.reconciler import Reconciler
+from bridge.replication import Replication
 from bridge.submitter import Submitter
 from bridge.txmanager import TxManager
 from protocol.attestation import parse_addresses
@@ -44,26 +47,35 @@ class Bridge:
         epoch = BrokerEpoch(settings.broker_url)
         tasks = CeleryTaskQueue(app)
         on_chain = ContractChain(contract)
-        self.dispatcher = Dispatcher(tasks, RedisNodeBoard(str(app.conf.broker_url)), self.ledger,
-                                     epoch, chain_id, self.address,
-                                     locality=settings.locality,
-                                     max_attempts=settings.max_attempts,
-                                     trusted_nodes=parse_addresses(settings.node_addresses))
+        # one key, one nonce owner: it claims, fulfils and fails (the operator's key)
         self.txm = TxManager(w3, settings.require_oracle_key(), self.ledger,
                              max_fee_gwei=settings.max_fee_gwei,
                              priority_fee_gwei=settings.priority_fee_gwei,
                              bump_after_blocks=settings.bump_after_blocks,
                              receipt_depth=settings.receipt_depth)
-        self.submitter = Submitter(on_chain, self.txm, self.ledger, chain_id)
+        self.claims = Claims(on_chain, self.txm, self.ledger, chain_id, self.txm.address,
+                             grace_s=settings.claim_grace_s)
+        self.dispatcher = Dispatcher(tasks, RedisNodeBoard(str(app.conf.broker_url)), self.ledger,
+                                     epoch, chain_id, self.address,
+                                     locality=settings.locality,
+                                     max_attempts=settings.max_attempts,
+                                     trusted_nodes=parse_addresses(settings.node_addresses),
+                                     claims=self.claims)
+        self.replication = Replication(on_chain, self.txm, self.ledger, chain_id,
+                                       self.txm.address)
+        self.submitter = Submitter(on_chain, self.txm, self.ledger, chain_id, self.claims,
+                                   self.replication)
         self.reconciler = Reconciler(tasks, self.ledger, self.dispatcher, epoch, on_chain, chain_id,
                                      stall_grace_s=settings.stall_grace_s,
                                      max_attempts=settings.max_attempts,
                                      interval_s=settings.reconcile_interval_s,
-                                     locality_wait_s=settings.locality_wait_s)
+                                     locality_wait_s=settings.locality_wait_s,
+                                     operator=self.txm.address)
+        self.claims.standing()  # logs at start why the key cannot claim, if it cannot
         self.chain_id = chain_id
         self._stop = threading.Event()
         self._gauges_at = 0.0
-        log.info("bridge for %s on chain %d, oracle %s, %d confirmation(s)", self.address,
+        log.info("bridge for %s on chain %d, operator %s, %d confirmation(s)", self.address,
                  chain_id, self.txm.address, settings.confirmations)
 
     def step(self) -> None:
@@ -75,7 +87,10 @@ class Bridge:
                           ("dispatch", self.dispatcher.dispatch_pending),
                           ("collect", self.dispatcher.collect),
                           ("submit", self.submitter.submit_ready), ("send", self.txm.process),
-                          ("confirm", self.submitter.confirm)):
+                          ("confirm", self.submitter.confirm),
+                          ("replicate", self.replication.advance),
+                          # last: a claim mined in this pass is dispatched at the next one
+                          ("claimed", self.claims.confirm)):
             try:
                 run()
             except Exception as exc:

@@ -10,18 +10,29 @@ is shared fairly across requesters, and a job whose transactions keep failing le
 a result that cannot be fulfilled is failed instead (the requester gets the fee back per the rules),
 and a failure that cannot be sent either is `abandoned` (the requester can cancel after the
 deadline). A fulfilment may cost at most the job's fee.
+
+JobManager v2: only the job's claimer may settle it, quoting the request's `Terms` (rebuilt from
+the ledger, `bridge.terms`). A rejected job that was never claimed (a bad spec, a request that was
+not UTF-8) is claimed first (`bridge.claims`), then failed. Several results ready in one pass go
+in one `fulfillBatch` (up to `FULFIL_BATCH_MAX`); the contract skips a bad item
+(`SettlementSkipped`) without reverting the rest, so after a batch is mined each of its jobs is
+checked on-chain: settled with our result (the stored result digest is ours), or sent again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
 from bridge import metrics
 from bridge.chain import JobStatus, OnChainJob
-from bridge.isolation import each_job
+from bridge.claims import Claims
+from bridge.isolation import OUTAGES, each_job
 from bridge.ledger import Job, JobState, Ledger, Transaction, TxStatus
-from bridge.ports import SettlementChain, TxQueue
+from bridge.ports import Fulfilment, SettlementChain, TxQueue
+from bridge.replication import Replication
+from bridge.terms import Terms, result_digest
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +42,8 @@ SUBMIT_BATCH = 200
 # A job whose deadline is nearer than this is failed instead of fulfilled: a fulfilment mined after
 # the deadline reverts and burns gas, while failJob is allowed after it (and refunds the requester).
 DEADLINE_MARGIN_S = 30
+FULFIL_BATCH_MAX = 20  # the batch size the contract's gas target is set for
+BATCH_PREFIX = "fulfill-batch:"
 
 
 class Submitter:
@@ -38,7 +51,12 @@ class Submitter:
     transactions are recorded to be sent (`TxManager`)."""
 
     def __init__(self, chain: SettlementChain, txm: TxQueue, ledger: Ledger, chain_id: int,
+                 claims: Claims, replication: Replication | None = None,
                  deadline_margin_s: int = DEADLINE_MARGIN_S) -> None:
+        self._claims = claims
+        self._replication = replication or Replication(chain, txm, ledger, chain_id,
+                                                       claims.operator)
+        self._operator = claims.operator
         self._chain = chain
         self._txm = txm
         self._ledger = ledger
@@ -53,8 +71,21 @@ class Submitter:
         if not jobs:
             return 0
         now = self._latest_timestamp()  # one block read per batch
-        return each_job(self._ledger, jobs, "submitting", lambda job: self._submit(job, now),
-                        self._abandon)
+        ready: list[tuple[Job, Terms]] = []  # results to fulfil, in one transaction if several
+        handled = each_job(self._ledger, jobs, "submitting",
+                           lambda job: self._submit(job, now, ready), self._abandon)
+        for start in range(0, len(ready), FULFIL_BATCH_MAX):
+            chunk = ready[start:start + FULFIL_BATCH_MAX]
+            try:
+                self._fulfil(chunk)
+            except OUTAGES:
+                raise
+            except Exception:  # a batch one job spoils: each on its own, inside its boundary
+                log.warning("fulfillBatch of %d could not be built; one by one", len(chunk),
+                            exc_info=True)
+                each_job(self._ledger, [job for job, _ in chunk], "submitting",
+                         lambda job: self._fulfil([(job, Terms.from_row(job))]), self._abandon)
+        return handled
 
     def confirm(self) -> int:
         """Settle jobs whose transaction is confirmed (or could not be sent); returns how many."""
@@ -73,6 +104,8 @@ class Submitter:
         tx = self._txm.get(job.submit_tx_id)
         assert tx is not None
         if tx.status == TxStatus.CONFIRMED and tx.succeeded:
+            if tx.idempotency_key.startswith(BATCH_PREFIX):
+                return self._confirm_batch_item(job, tx)
             metrics.SUBMIT_LATENCY.observe(max(0.0, time.time() - tx.created_at))
             fulfilled = tx.idempotency_key.startswith("fulfill:")
             self._ledger.mark_settled(job, tx.tx_hash, tx.mined_block, fulfilled)
@@ -82,24 +115,79 @@ class Submitter:
             return True
         return False
 
-    def _submit(self, job: Job, chain_time: int) -> int:
+    def _submit(self, job: Job, chain_time: int, ready: list[tuple[Job, Terms]]) -> int:
         on_chain = self._chain.read_job(job.job_id)
-        if on_chain.status != JobStatus.REQUESTED or not _same_request(job, on_chain):
+        terms = Terms.from_row(job)
+        if not on_chain.status.open or not _same_request(terms, on_chain):
             self._close(job, on_chain.status)
             return 0
-        # the request this settles, as the ledger saw it (rows from before 0003 have no hash)
-        binding = bytes.fromhex((job.request_hash or on_chain.request_hash).removeprefix("0x"))
+        if terms.replicas > 1:
+            return self._submit_replica(job, terms, chain_time)
+        if not on_chain.held_by(self._operator):
+            unheld = job.lease_end is None or on_chain.status == JobStatus.REQUESTED
+            if job.state == JobState.REJECTED and unheld:
+                self._claims.claim(job, on_chain)  # failed once the claim is confirmed
+            else:  # our lease lapsed and another operator took the job over: it is theirs now
+                self._ledger.mark_closed(job, f"no longer ours: held by {on_chain.claimer}")
+            return 0
         if job.state == JobState.EXECUTED:
-            if chain_time + self._margin <= on_chain.deadline:
+            if chain_time + self._margin <= terms.deadline:
                 assert job.result_cid is not None and job.exit_code is not None
-                data = self._chain.fulfill_calldata(job.job_id, binding, job.result_cid,
-                                                    job.exit_code)
-                self._record(job, "fulfill", data, max_cost=int(job.fee_wei))
+                ready.append((job, terms))
                 return 1
             job.reason = f"result {job.result_cid} was ready too close to the job's deadline"
         reason = _truncate(job.reason or "failed")
-        self._record(job, "fail", self._chain.fail_calldata(job.job_id, binding, reason))
+        self._record(job, "fail", self._chain.fail_calldata(job.job_id, terms, reason))
         return 1
+
+    def _submit_replica(self, job: Job, terms: Terms, chain_time: int) -> int:
+        """A replicated job: its result is committed (then revealed, `bridge.replication`); one
+        that cannot run has no failure to record (only a claimer of a single-replica job may fail
+        it): left to the other replicas, or to the requester's cancel after the deadline."""
+        if job.state == JobState.EXECUTED and chain_time <= terms.deadline:
+            self._replication.commit(job, terms)
+            return 1
+        self._ledger.mark_closed(job, f"not committed ({job.reason or 'past the deadline'}): a "
+                                      "replicated job is left to its other replicas")
+        return 0
+
+    def _fulfil(self, ready: list[tuple[Job, Terms]]) -> None:
+        """One `fulfillJob`, or one `fulfillBatch` for several: it may cost at most their fees."""
+        if not ready:
+            return
+        items: list[Fulfilment] = []
+        for job, terms in ready:
+            assert job.result_cid is not None and job.exit_code is not None
+            items.append((job.job_id, terms, job.result_cid, job.exit_code, _result(job)))
+        max_cost = sum(int(job.fee_wei) for job, _ in ready)
+        if len(items) == 1:
+            job, _ = ready[0]
+            self._record(job, "fulfill", self._chain.fulfill_calldata(*items[0]),
+                         max_cost=max_cost)
+            return
+        # one key for this set of jobs at these attempts: recorded once, whatever happens next
+        members = ",".join(f"{job.key}:{job.submit_attempts}" for job, _ in ready)
+        key = BATCH_PREFIX + hashlib.sha256(members.encode()).hexdigest()
+        tx = self._txm.enqueue(key, self._address, self._chain.fulfill_batch_calldata(items),
+                               max_cost=max_cost)
+        for job, _ in ready:
+            self._ledger.mark_submitting(job, tx.id, f"fulfillBatch of {len(ready)}")
+
+    def _confirm_batch_item(self, job: Job, tx: Transaction) -> bool:
+        """The batch was mined; whether it settled this job is on-chain (an item may have been
+        skipped): completed with our result's digest, or sent again."""
+        on_chain = self._chain.read_job(job.job_id)
+        assert job.result_cid is not None and job.exit_code is not None
+        if (on_chain.status == JobStatus.COMPLETED
+                and on_chain.digest == result_digest(job.result_cid, job.exit_code,
+                                                     _result(job))):
+            metrics.SUBMIT_LATENCY.observe(max(0.0, time.time() - tx.created_at))
+            self._ledger.mark_settled(job, tx.tx_hash, tx.mined_block, fulfilled=True)
+        elif on_chain.status.open:
+            self._retry(job, tx, "skipped in the batch (SettlementSkipped)")
+        else:
+            self._close(job, on_chain.status)
+        return True
 
     def _record(self, job: Job, kind: str, data: str, max_cost: int | None = None) -> None:
         key = f"{kind}:{job.key}:{job.submit_attempts}"
@@ -108,12 +196,15 @@ class Submitter:
 
     def _retry_or_close(self, job: Job, tx: Transaction) -> None:
         on_chain = self._chain.read_job(job.job_id)
-        if on_chain.status != JobStatus.REQUESTED:
+        if not on_chain.status.open:
             self._close(job, on_chain.status)
             return
+        self._retry(job, tx, tx.error or "reverted")
+
+    def _retry(self, job: Job, tx: Transaction, why: str) -> None:
         attempts = job.submit_attempts + 1
         failing = tx.idempotency_key.startswith("fail:")
-        detail = f"tx {tx.tx_hash or '-'}: {tx.error or 'reverted'}"[:500]
+        detail = f"tx {tx.tx_hash or '-'}: {why}"[:500]
         if attempts < MAX_SUBMIT_ATTEMPTS:
             self._ledger.mark_submit_retry(job, detail, attempts, failing)
         elif failing:
@@ -139,13 +230,15 @@ class Submitter:
         return self._chain.latest_timestamp()
 
 
-def _same_request(job: Job, on_chain: OnChainJob) -> bool:
+def _same_request(terms: Terms, on_chain: OnChainJob) -> bool:
     """The job on-chain under this id is the request the ledger recorded (not another one a reorg
-    gave the same id)."""
-    return (on_chain.requester.lower() == job.requester.lower()
-            and on_chain.consumer.lower() == job.consumer.lower()
-            and on_chain.fee == int(job.fee_wei)
-            and (job.request_hash is None or job.request_hash == on_chain.request_hash))
+    gave the same id): while a job is open the chain stores the digest of its terms."""
+    return on_chain.digest == terms.digest()
+
+
+def _result(job: Job) -> bytes:
+    """The small on-chain result the node's outcome carried (hex in the ledger; none: empty)."""
+    return bytes.fromhex(job.result or "")
 
 
 def _truncate(reason: str) -> str:

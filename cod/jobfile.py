@@ -39,6 +39,7 @@ MAX_FILE_CHARS = 1024 * 1024
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_NODES = 10_000  # values in the document, an alias counted at each use
 MAX_DEPTH = 32
+MAX_REPLICAS = 7  # JobManager.MAX_REPLICAS (cod.jobs imports the chain; this module does not)
 
 
 class JobFileError(ValueError):
@@ -52,6 +53,7 @@ class JobDraft:
     fields: dict[str, Any]
     kind: str  # "cod" or "bacalhau"
     notes: list[str] = field(default_factory=list)  # what was dropped or assumed
+    replicas: int | None = None  # the file's `replicas:` (ours) or `Count:` (Bacalhau's)
 
     def local_inputs(self) -> list[int]:
         """Indexes of inputs whose source is a local path (not ipfs:// nor http(s)://)."""
@@ -116,7 +118,10 @@ def parse_job_document(text: str, variables: Mapping[str, str] | None = None) ->
                            "(Type, Tasks) — migrate it with Bacalhau's v1 format")
     if any(_str(key)[:1].isupper() for key in document):
         return translate_bacalhau(document)
-    return JobDraft(fields=document, kind="cod")
+    fields = dict(document)
+    replicas = (_replicas(fields.pop("replicas"), "replicas") if "replicas" in fields
+                else None)  # a request option, not part of the spec
+    return JobDraft(fields=fields, kind="cod", replicas=replicas)
 
 
 def finish(draft: JobDraft) -> JobSpec:
@@ -161,10 +166,11 @@ def translate_bacalhau(job: Mapping[str, Any]) -> JobDraft:
     if job_type != "batch":
         raise JobFileError(f"Type: {_plain(job['Type'])}: cod runs batch jobs only (each job runs "
                            "once, on one node)")
-    count = job.get("Count", 1)
-    if count not in (1, None):
-        raise JobFileError(f"Count: {_plain(count)}: a cod job runs once; request "
-                           f"{_plain(count)} jobs instead")
+    count = job.get("Count")
+    replicas = None if count is None else _replicas(count, "Count")
+    if replicas is not None and replicas > 1:
+        notes.append(f"Count: {replicas}: {replicas} operators each run the job (replicas = "
+                     f"{replicas}); the result a majority commits to settles it")
     if job.get("Constraints"):
         raise JobFileError("Constraints: cod picks nodes by inputs and resources; node "
                            "constraints are not supported (remove them)")
@@ -214,7 +220,16 @@ def translate_bacalhau(job: Mapping[str, Any]) -> JobDraft:
             raise JobFileError(f"Tasks[0].Publisher.Type: {_plain(publisher.get('Type'))}: cod "
                                "always publishes results to IPFS (use Type: ipfs or remove "
                                "Publisher)")
-    return JobDraft(fields=fields, kind="bacalhau", notes=notes)
+    return JobDraft(fields=fields, kind="bacalhau", notes=notes, replicas=replicas)
+
+
+def _replicas(value: Any, where: str) -> int:
+    """A job file's replica count (`replicas:` or Bacalhau's `Count:`): a whole number
+    1..MAX_REPLICAS."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPLICAS:
+        raise JobFileError(f"{where}: {_show(value)}: the replicas of a job are a whole number "
+                           f"1..{MAX_REPLICAS} (operators that each run it)")
+    return value
 
 
 def _engine(engine: Mapping[str, Any]) -> dict[str, Any]:

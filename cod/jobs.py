@@ -2,12 +2,17 @@
 
 Everything that would make the chain revert is checked first, with a message saying what to do;
 a revert that still happens is decoded from the contract's custom errors.
+
+JobManager v2 stores no terms per job (requester, fee, deadline, …): they are read from the job's
+`JobRequested` event and quoted back (`cancelJob(jobId, terms)`), checked against the chain's
+digest first.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -15,7 +20,6 @@ from eth_abi.abi import decode as abi_decode
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
-from web3.logs import DISCARD
 
 from bridge.chain import (
     JobStatus,
@@ -27,9 +31,16 @@ from bridge.chain import (
     read_job,
 )
 from bridge.config import BridgeSettings
+from bridge.events import RequestDecoder, UndecodableRequest
+from bridge.ledger import NewJob
+from bridge.logscan import LogScanner
+from bridge.terms import Terms
 from protocol.spec import JobSpec, SpecError, parse_spec
 
 MAX_SPEC_BYTES = 8192  # JobManager.MAX_SPEC_BYTES
+MAX_REPLICAS = 7  # JobManager.MAX_REPLICAS
+MIN_LEASE = 60  # JobManager.MIN_LEASE (seconds); the most is the JobManager's jobWindow
+MAX_CLAIMERS = 32  # JobManager.MAX_CLAIMERS
 ZERO_ADDRESS = "0x" + "0" * 40
 _UNITS = {"wei": 1, "gwei": 10**9, "eth": 10**18, "ether": 10**18}
 
@@ -41,6 +52,16 @@ def read_existing_job(manager: Contract, job_id: int) -> OnChainJob:
         last = int(manager.functions.nextJobId().call()) - 1
         raise NoSuchJob(f"job {job_id} does not exist (the last job is {last})")
     return job
+
+
+def terms_of(request: NewJob) -> Terms:
+    """The `Terms` a decoded `JobRequested` carried (what every later call quotes back)."""
+    return Terms(requester=Web3.to_checksum_address(request.requester),
+                 consumer=Web3.to_checksum_address(request.consumer), fee=int(request.fee_wei),
+                 deadline=int(request.deadline), callback_gas_limit=int(request.callback_gas_limit),
+                 replicas=int(request.replicas), lease=int(request.lease_s),
+                 restricted=bool(request.restricted),
+                 request_hash=bytes.fromhex((request.request_hash or "").removeprefix("0x")))
 
 
 class NoSuchJob(LookupError):
@@ -58,6 +79,67 @@ class Requested:
     block_number: int
     fee_wei: int
     deadline: int
+    terms: Terms | None = None
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """`IJobManager.Options`: how many operators run the job (commit-reveal when more than one),
+    the lease of a claim in seconds (0: the JobManager's default), and who may claim it (empty:
+    any staked operator)."""
+
+    replicas: int = 1
+    lease_s: int = 0
+    claimers: tuple[str, ...] = ()
+
+    @property
+    def default(self) -> bool:
+        """Plain `requestJob` (one replica, the default lease, any operator)."""
+        return self.replicas == 1 and self.lease_s == 0 and not self.claimers
+
+    def as_tuple(self) -> tuple[int, int, list[str]]:
+        return (self.replicas, self.lease_s, list(self.claimers))
+
+    def describe(self) -> str:
+        """One line: what the request asks of the network."""
+        lease = f"{self.lease_s} s" if self.lease_s else "the JobManager's default"
+        who = ", ".join(self.claimers) if self.claimers else "any staked operator"
+        call = "requestJob" if self.default else "requestJobWith"
+        return f"replicas {self.replicas}, lease {lease}, claimers {who} ({call})"
+
+
+def request_options(replicas: int = 1, lease_s: int = 0, claimers: Sequence[str] = ()
+                    ) -> RequestOptions:
+    """Checked options (ValueError with a one-line message when out of the contract's bounds);
+    claimers are checksummed and deduplicated."""
+    if isinstance(replicas, bool) or not isinstance(replicas, int) \
+            or not 1 <= replicas <= MAX_REPLICAS:
+        raise ValueError(f"replicas must be 1..{MAX_REPLICAS}, got {replicas!r}")
+    if isinstance(lease_s, bool) or not isinstance(lease_s, int) \
+            or (lease_s != 0 and lease_s < MIN_LEASE):
+        raise ValueError(f"lease must be at least {MIN_LEASE} seconds (or 0 for the default), "
+                         f"got {lease_s!r}")
+    checked: list[str] = []
+    for claimer in claimers:
+        if not Web3.is_address(claimer):
+            raise ValueError(f"claimer {claimer!r} is not an address (0x + 40 hex digits)")
+        if int(claimer, 16) == 0:
+            raise ValueError("a claimer cannot be the zero address")
+        address = Web3.to_checksum_address(claimer)
+        if address not in checked:
+            checked.append(address)
+    if len(checked) > MAX_CLAIMERS:
+        raise ValueError(f"at most {MAX_CLAIMERS} claimers, got {len(checked)}")
+    return RequestOptions(replicas, lease_s, tuple(checked))
+
+
+LEASE_MARGIN_S = 300  # a lease covers the run plus fetching inputs, publishing and settling
+
+
+def lease_for(timeout_s: int) -> int:
+    """The lease a job with this timeout needs: when it is longer than the JobManager's default
+    lease, a request without `--lease` asks for this one (capped by the job window)."""
+    return timeout_s + LEASE_MARGIN_S
 
 
 @dataclass(frozen=True)
@@ -121,15 +203,33 @@ class JobClient:
         return read_existing_job(self.manager, job_id)
 
     def request(self, spec: JobSpec, fee_wei: int | None = None, consumer: str = ZERO_ADDRESS,
-                callback_gas: int = 0) -> Requested:
+                callback_gas: int = 0, replicas: int = 1, lease_s: int = 0,
+                claimers: Sequence[str] = ()) -> Requested:
+        """Request `spec`: `requestJob` with the defaults, else `requestJobWith` and its Options
+        (`replicas` 1..MAX_REPLICAS, `lease_s` 0 for the default, `claimers` empty for any
+        staked operator). The fee defaults to `quoteFee(consumer, gas, replicas)`."""
         text = validate_spec(spec)
-        # the minimum, plus the callback's gas at the contract's price when there is a consumer
+        try:
+            options = request_options(replicas, lease_s, claimers)
+        except ValueError as exc:
+            raise RequestRefused(str(exc)) from None
+        window = int(self.manager.functions.jobWindow().call())
+        if not options.lease_s:  # the lease follows the job's own timeout
+            needed = lease_for(spec.timeout)
+            if needed > int(self.manager.functions.defaultLease().call()):
+                options = replace(options, lease_s=min(needed, window))
+        if options.lease_s > window:
+            raise RequestRefused(f"lease {options.lease_s} s is longer than the JobManager's "
+                                 f"job window of {window} s: pass --lease {window} or less")
+        # the minimum per replica, plus the callback's gas at the contract's price when there is
+        # a consumer, times the replicas
         minimum = int(self.manager.functions.quoteFee(Web3.to_checksum_address(consumer),
-                                                      callback_gas).call())
+                                                      callback_gas, options.replicas).call())
         fee = minimum if fee_wei is None else fee_wei
         if fee < minimum:
+            per = f" ({options.replicas} replicas)" if options.replicas > 1 else ""
             raise RequestRefused(f"fee {fee} wei is below the JobManager's minimum of {minimum} "
-                                 f"wei for this request: pass --fee {minimum} or more")
+                                 f"wei for this request{per}: pass --fee {minimum} or more")
         if bool(self.manager.functions.paused().call()):
             raise RequestRefused("the JobManager is paused: no new jobs are accepted")
         sender = self.sender  # may raise: no key
@@ -137,31 +237,65 @@ class JobClient:
         if balance < fee:
             raise RequestRefused(f"{sender.address} holds {format_wei(balance)}, less than the "
                                  f"fee of {format_wei(fee)}: fund it or use another key")
-        call = self.manager.functions.requestJob(text, Web3.to_checksum_address(consumer),
-                                                 callback_gas)
+        if options.default:
+            call = self.manager.functions.requestJob(text, Web3.to_checksum_address(consumer),
+                                                     callback_gas)
+        else:
+            call = self.manager.functions.requestJobWith(
+                text, Web3.to_checksum_address(consumer), callback_gas, options.as_tuple())
         receipt = self._transact(call, value=fee)
-        event = self.manager.events.JobRequested().process_receipt(receipt, errors=DISCARD)[0]
-        return Requested(job_id=int(event["args"]["jobId"]),
-                         tx_hash=receipt["transactionHash"].to_0x_hex(),
+        decoder = RequestDecoder.from_abi(self.manager.abi)
+        request = next(
+            (decoded for log in receipt["logs"]
+             if str(log["address"]).lower() == str(self.manager.address).lower()
+             and log["topics"] and bytes(log["topics"][0]) == decoder.topic
+             and isinstance(decoded := decoder.decode(log), NewJob)), None)
+        if request is None:
+            raise RequestRefused(f"transaction {receipt['transactionHash'].to_0x_hex()} emitted "
+                                 "no JobRequested event of this JobManager")
+        return Requested(job_id=request.job_id, tx_hash=receipt["transactionHash"].to_0x_hex(),
                          block_number=int(receipt["blockNumber"]), fee_wei=fee,
-                         deadline=int(event["args"]["deadline"]))
+                         deadline=request.deadline, terms=terms_of(request))
+
+    def terms(self, job_id: int, job: OnChainJob | None = None) -> Terms:
+        """The job's terms, from its `JobRequested` event (scanned newest first from the head,
+        within the log-scan budget), checked against the chain's digest while the job is open."""
+        job = job or self.read(job_id)
+        scanner = LogScanner(self.w3, self.manager, self.settings.log_chunk_blocks)
+        found = scanner.find_request(job_id, self.settings.start_block,
+                                     int(self.w3.eth.block_number))
+        if found is None or isinstance(found.decoded, UndecodableRequest):
+            why = (f"it does not decode: {found.decoded.reason}" if found is not None
+                   else "not found within the log-scan budget (set COD_START_BLOCK closer)")
+            raise RequestRefused(f"the request of job {job_id} (its JobRequested event) is "
+                                 f"needed for its terms, and {why}")
+        terms = terms_of(found.decoded)
+        if job.status.open and terms.digest() != job.digest:
+            raise RequestRefused(f"the JobRequested event found for job {job_id} does not match "
+                                 "the job on-chain (its terms digest differs)")
+        return terms
 
     def cancel(self, job_id: int, withdraw: bool = True) -> Cancelled:
         """Cancel a job past its deadline and (by default) withdraw the refund to the key."""
         job = self.read(job_id)
-        me = self.sender.address
-        if job.requester.lower() != me.lower():
-            raise RequestRefused(f"job {job_id} was requested by {job.requester}, not by {me}: "
-                                 "only its requester can cancel it (set COD_PRIVATE_KEY)")
-        if job.status != JobStatus.REQUESTED:
+        if not job.status.open:
             raise RequestRefused(f"job {job_id} is already {job.status.name.lower()}: "
                                  "nothing to cancel")
+        if job.status == JobStatus.REVEALING:
+            raise RequestRefused(f"job {job_id}'s replicas are revealing their results: it "
+                                 "cannot be cancelled (anyone may finalize it after the reveal "
+                                 "window)")
+        terms = self.terms(job_id, job)
+        me = self.sender.address
+        if terms.requester.lower() != me.lower():
+            raise RequestRefused(f"job {job_id} was requested by {terms.requester}, not by {me}: "
+                                 "only its requester can cancel it (set COD_PRIVATE_KEY)")
         now = int(self.w3.eth.get_block("latest")["timestamp"])
-        if now <= job.deadline:
+        if now <= terms.deadline:
             raise RequestRefused(f"job {job_id} can be cancelled only after its deadline, "
-                                 f"{_iso(job.deadline)} (in {job.deadline - now + 1} s); "
-                                 "until then the bridge may still deliver its result")
-        receipt = self._transact(self.manager.functions.cancelJob(job_id))
+                                 f"{_iso(terms.deadline)} (in {terms.deadline - now + 1} s); "
+                                 "until then an operator may still deliver its result")
+        receipt = self._transact(self.manager.functions.cancelJob(job_id, terms.as_tuple()))
         refunded = 0
         if withdraw:
             owed = int(self.manager.functions.withdrawable(me).call())

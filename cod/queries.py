@@ -11,24 +11,37 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from eth_utils.abi import event_abi_to_log_topic
 from web3 import Web3
 from web3.contract import Contract
 
-from bridge.chain import JobStatus, OnChainJob, connect, job_manager, read_job
+from bridge.chain import ZERO_ADDRESS, JobStatus, OnChainJob, connect, job_manager, read_job
 from bridge.config import BridgeSettings
 from bridge.events import UndecodableRequest
 from bridge.ledger import IN_FLIGHT, JobState, Ledger, NewJob
 from bridge.ledger import Job as LedgerJob
 from bridge.logscan import DEFAULT_SCAN_BLOCKS, LogScanner, RequestLog
+from bridge.terms import result_digest
 from bridge.timeline import SETTLED
-from cod.jobs import read_existing_job
-from cod.views import STATUSES, JobDetail, JobPage, JobSummary, Status, TimelineEntry, iso
+from cod.jobs import read_existing_job, terms_of
+from cod.views import (
+    STATUSES,
+    Finalization,
+    JobDetail,
+    JobPage,
+    JobSummary,
+    OperatorActivity,
+    Status,
+    TimelineEntry,
+    iso,
+)
 from protocol.spec import SpecError, parse_spec
 
 _DURATION_RE = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -37,7 +50,199 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _TERMINAL = {"JobCompleted": Status.COMPLETED, "JobFailed": Status.FAILED,
              "JobCancelled": Status.CANCELLED}
 CALLBACK_FAILED = "callback-failed"  # a chain timeline event: the consumer's callback reverted
-MIN_JOB_WINDOW_S = 60  # JobManager.MIN_JOB_WINDOW: a request is at least this long before its deadline
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A completed job's result, from its `JobCompleted` event (v2: the job view holds only the
+    result's digest). `verified`: the event's result hashes to the chain's `resultDigest`."""
+
+    result_cid: str
+    exit_code: int
+    result: bytes = b""
+    operator: str = ZERO_ADDRESS
+    verified: bool | None = None  # None: not checked (the job is not completed on-chain)
+
+    @property
+    def result_hex(self) -> str:
+        return "0x" + self.result.hex()
+
+    @property
+    def result_text(self) -> str | None:
+        """The small result as UTF-8 text, if it is printable text (else None)."""
+        return printable_text(self.result)
+
+
+def printable_text(data: bytes) -> str | None:
+    """`data` as UTF-8 text when it decodes and is printable (tabs and newlines allowed)."""
+    if not data:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if all(c.isprintable() or c in "\t\n\r" for c in text) else None
+
+
+def result_from_event(args: dict[str, Any], on_chain: OnChainJob | None = None
+                      ) -> JobResult | None:
+    """A `JobResult` from `JobCompleted`'s args (None if the log did not decode), checked against
+    the digest of `on_chain` when it is completed."""
+    if "resultCid" not in args or "exitCode" not in args:
+        return None
+    cid, code = str(args["resultCid"]), int(args["exitCode"])
+    result = bytes(args.get("result") or b"")
+    verified = None
+    if on_chain is not None and on_chain.status == JobStatus.COMPLETED:
+        verified = result_digest(cid, code, result) == on_chain.digest
+    return JobResult(cid, code, result, str(args.get("operator") or ZERO_ADDRESS), verified)
+
+
+# -- the network's events of one job (JobManager v2) ---------------------------------------------
+# events whose first indexed topic is the job id; `Slashed(operator, jobId, …)` has it second
+NETWORK_EVENTS = ("ClaimersSet", "JobClaimed", "LeaseLapsed", "ResultCommitted", "RevealOpened",
+                  "ResultRevealed", "JobFinalized")
+SLASHED = "Slashed"
+NETWORK_KINDS = {"ClaimersSet": "claimers-set", "JobClaimed": "claimed",
+                 "LeaseLapsed": "lease-lapsed", "ResultCommitted": "committed",
+                 "RevealOpened": "reveal-opened", "ResultRevealed": "revealed",
+                 "JobFinalized": "finalized", SLASHED: "slashed"}
+SLASH_REASONS = {1: "lapse", 2: "disagreement", 3: "no reveal"}
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """One decoded network event of a job (see `NETWORK_EVENTS`, `SLASHED`)."""
+
+    name: str
+    args: Mapping[str, Any]
+    block_number: int
+    log_index: int
+    tx_hash: str
+
+
+def _event_topics(manager: Contract) -> dict[bytes, str]:
+    abi: list[dict[str, Any]] = [dict(e) for e in manager.abi]
+    return {bytes(event_abi_to_log_topic(e)): str(e["name"])  # type: ignore[arg-type]
+            for e in abi if e.get("type") == "event"
+            and e.get("name") in (*NETWORK_EVENTS, SLASHED)}
+
+
+def network_logs(w3: Web3, manager: Contract, job_id: int, low: int, high: int,
+                 chunk_blocks: int, budget_blocks: int) -> list[ChainEvent]:
+    """The network events of `job_id` in blocks low..high (oldest first), read with the indexed
+    job id as a topic filter in windows of `chunk_blocks`, at most `budget_blocks` in all."""
+    topics = _event_topics(manager)
+    word = "0x" + job_id.to_bytes(32, "big").hex()
+    by_job = [[Web3.to_hex(t) for t, name in topics.items() if name != SLASHED], word]
+    slashed = [[Web3.to_hex(t) for t, name in topics.items() if name == SLASHED], None, word]
+    raws: list[Any] = []
+    chunk, spent, cursor = max(1, chunk_blocks), 0, low
+    while cursor <= high and spent < budget_blocks:
+        top = min(high, cursor + min(chunk, budget_blocks - spent) - 1)
+        for filter_topics in (by_job, slashed):
+            raws += w3.eth.get_logs({"address": manager.address, "topics": filter_topics,
+                                     "fromBlock": cursor, "toBlock": top})
+        spent += top - cursor + 1
+        cursor = top + 1
+    return decode_network_logs(manager, raws, job_id)
+
+
+def decode_network_logs(manager: Contract, raws: Iterable[Mapping[str, Any]], job_id: int
+                        ) -> list[ChainEvent]:
+    """Decode raw logs with the contract's event ABIs (web3's `process_log`), oldest first; logs
+    of other events or jobs, removed (reorged) ones and ones that do not decode are left out."""
+    topics = _event_topics(manager)
+    events: dict[tuple[int, int], ChainEvent] = {}
+    for raw in raws:
+        if raw.get("removed") or not raw.get("topics"):
+            continue
+        name = topics.get(bytes(raw["topics"][0]))
+        if name is None:
+            continue
+        try:
+            entry = getattr(manager.events, name)().process_log(raw)
+        except Exception:  # not a log this contract emits: nothing to show
+            continue
+        args = dict(entry["args"])
+        if int(args.get("jobId", -1)) != job_id:
+            continue
+        tx = entry["transactionHash"]
+        key = (int(entry["blockNumber"]), int(entry["logIndex"]))
+        events[key] = ChainEvent(name, args, key[0], key[1],
+                                 tx if isinstance(tx, str) else Web3.to_hex(tx))
+    return [events[key] for key in sorted(events)]
+
+
+def _hex(value: Any) -> str:
+    return Web3.to_hex(bytes(value))
+
+
+def network_view(events: Sequence[ChainEvent], result_digest: bytes | None = None
+                 ) -> tuple[list[OperatorActivity], Finalization | None, str | None, list[str]]:
+    """(each operator's part, the finalization, the reveal phase's end, a restricted request's
+    claimers) from a job's network events; `result_digest`: the completed job's (agreement)."""
+    operators: dict[str, dict[str, Any]] = {}
+    finalized, reveal_end, claimers = None, None, []
+    for event in events:
+        args = event.args
+        if event.name == "ClaimersSet":
+            claimers = [str(a) for a in args["claimers"]]
+            continue
+        if event.name == "RevealOpened":
+            reveal_end = iso(int(args["revealEnd"]))
+            continue
+        if event.name == "JobFinalized":
+            finalized = Finalization(agreeing=int(args["agreeing"]),
+                                     slashed_wei=str(int(args["slashed"])))
+            continue
+        who = str(args["operator"])
+        seen = operators.setdefault(who.lower(), {"operator": who, "slashed_wei": 0,
+                                                  "slash_reasons": []})
+        if event.name == "JobClaimed":
+            seen["lease_end"] = iso(int(args["leaseEnd"]))
+        elif event.name == "LeaseLapsed":
+            seen["lapsed"], seen["penalty_wei"] = True, str(int(args["penalty"]))
+        elif event.name == "ResultCommitted":
+            seen["commitment"] = _hex(args["commitment"])
+        elif event.name == "ResultRevealed":
+            seen["answer"] = _hex(args["answer"])
+            if result_digest is not None:
+                seen["agrees"] = bytes(args["answer"]) == bytes(result_digest)
+        elif event.name == SLASHED:
+            seen["slashed_wei"] += int(args["amount"])
+            reason = int(args["reason"])
+            seen["slash_reasons"].append(SLASH_REASONS.get(reason, f"reason {reason}"))
+    activity = [OperatorActivity(**dict(seen, slashed_wei=str(seen["slashed_wei"])))
+                for seen in operators.values()]
+    return activity, finalized, reveal_end, claimers
+
+
+def network_detail(event: ChainEvent, result_digest: bytes | None = None) -> str:
+    """A network event as a timeline line's detail."""
+    args = event.args
+    if event.name == "ClaimersSet":
+        return "only " + ", ".join(str(a) for a in args["claimers"]) + " may claim it"
+    if event.name == "JobClaimed":
+        return f"by {args['operator']}, lease until {iso(int(args['leaseEnd']))}"
+    if event.name == "LeaseLapsed":
+        return f"{args['operator']}'s lease lapsed: penalty {int(args['penalty'])} wei"
+    if event.name == "ResultCommitted":
+        return f"by {args['operator']}: {_hex(args['commitment'])}"
+    if event.name == "RevealOpened":
+        return f"until {iso(int(args['revealEnd']))}"
+    if event.name == "ResultRevealed":
+        agreement = ("" if result_digest is None else " (agrees with the result)"
+                     if bytes(args["answer"]) == bytes(result_digest)
+                     else " (differs from the result)")
+        return f"by {args['operator']}: {_hex(args['answer'])}{agreement}"
+    if event.name == "JobFinalized":
+        return f"{int(args['agreeing'])} agreeing, {int(args['slashed'])} wei slashed"
+    if event.name == SLASHED:
+        reason = int(args["reason"])
+        return (f"{args['operator']} lost {int(args['amount'])} wei "
+                f"({SLASH_REASONS.get(reason, f'reason {reason}')})")
+    return ""
 
 
 def open_ledger(settings: BridgeSettings) -> Ledger | None:
@@ -98,6 +303,7 @@ class Progress:
     job: OnChainJob
     task_id: str | None = None  # from the ledger, when one is configured
     node: str | None = None
+    result: JobResult | None = None  # a completed job's result (its `JobCompleted` event)
 
     @property
     def rank(self) -> int:
@@ -106,7 +312,16 @@ class Progress:
 
     @property
     def done(self) -> bool:
-        return self.job.status != JobStatus.REQUESTED
+        """Settled on-chain (completed, failed or cancelled): nothing more will happen."""
+        return not self.job.status.open
+
+    @property
+    def result_cid(self) -> str | None:
+        return self.result.result_cid if self.result is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.result.exit_code if self.result is not None else None
 
 
 MAX_PAGE = 1000  # jobs per page, at most
@@ -116,7 +331,7 @@ UNDECODABLE = "undecodable request"
 _CURSOR_RE = re.compile(r"^(\d{1,20})?(?:@(\d{1,20}))?$")
 _LEDGER_STATES: dict[str | None, tuple[str, ...] | None] = {  # the states a status may be in
     None: tuple(s for s in JobState if s != JobState.REORGED),
-    Status.REQUESTED: (*IN_FLIGHT, JobState.ABANDONED),
+    Status.REQUESTED: (*IN_FLIGHT, JobState.ABANDONED, JobState.CLOSED),  # closed: maybe open
     Status.COMPLETED: (JobState.COMPLETED, JobState.CLOSED, JobState.SUBMITTING),
     Status.FAILED: (JobState.FAILED, JobState.SUBMITTING),
     Status.CANCELLED: (JobState.CLOSED, JobState.ABANDONED),
@@ -152,9 +367,10 @@ class JobReader:
         self.address = str(self.manager.address)
         self.ledger = ledger if ledger is not None or not use_ledger else open_ledger(settings)
         self.scanner = LogScanner(self.w3, self.manager, settings.log_chunk_blocks, scan_blocks)
+        # results are looked up while a page's requests are being scanned: a scanner of their own
+        self._results = LogScanner(self.w3, self.manager, settings.log_chunk_blocks, scan_blocks)
         self._chain_id: int | None = None
         self._block_times: dict[int, int] = {}
-        self._window: int | None = None
 
     @property
     def chain_id(self) -> int:
@@ -209,15 +425,19 @@ class JobReader:
         else:
             status = _SHOWN_AS.get(JobState(job.state), Status.REQUESTED)
         completed = status == Status.COMPLETED
+        result_cid, exit_code = job.result_cid, job.exit_code  # ours, if we settled it
+        if completed and on_chain is not None and job.state != JobState.COMPLETED:
+            found = self.result(job.job_id, on_chain, job.block_number)  # maybe another's
+            if found is not None:
+                result_cid, exit_code = found.result_cid, found.exit_code
         spec = _spec_fields(job.spec)
         return JobSummary(
             id=job.job_id, status=status,
             requester=job.requester, consumer=job.consumer, fee_wei=job.fee_wei,
             requested_at=iso(job.created_at), deadline=iso(job.deadline) or "",
             engine=_text(spec.get("engine", "docker")), image=_text(spec.get("image")),
-            result_cid=(on_chain.result_cid if on_chain else job.result_cid) or None if completed
-            else None,
-            exit_code=(on_chain.exit_code if on_chain else job.exit_code) if completed else None,
+            result_cid=result_cid or None if completed else None,
+            exit_code=exit_code if completed else None,
             reason=job.reason or None if not completed else None,  # rejected, submitting, failed
             bridge_state=job.state, node=job.node)
 
@@ -270,14 +490,13 @@ class JobReader:
                   else Status.REQUESTED)
         completed = status == Status.COMPLETED and on_chain is not None
         requested_at = iso(self._block_time(entry.block_number))
-        if isinstance(decoded, UndecodableRequest):
+        if isinstance(decoded, UndecodableRequest):  # v2: the terms are only in the request
             return JobSummary(
-                id=job_id or 0, status=status,
-                requester=on_chain.requester if on_chain else "",
-                consumer=on_chain.consumer if on_chain else "",
-                fee_wei=str(on_chain.fee if on_chain else 0), requested_at=requested_at,
-                deadline=iso(on_chain.deadline) or "" if on_chain else "", engine=None,
+                id=job_id or 0, status=status, requester="", consumer="", fee_wei="0",
+                requested_at=requested_at, deadline="", engine=None,
                 reason=f"{UNDECODABLE}: {decoded.reason}")
+        result = (self.result(decoded.job_id, on_chain, entry.block_number)
+                  if completed and on_chain is not None else None)
         spec = _spec_fields(decoded.spec) if decoded.reason is None else {}
         return JobSummary(
             id=decoded.job_id, status=status,
@@ -286,8 +505,8 @@ class JobReader:
             deadline=iso(decoded.deadline) or "",
             engine=_text(spec.get("engine", "docker")) if decoded.reason is None else None,
             image=_text(spec.get("image")),
-            result_cid=on_chain.result_cid or None if completed and on_chain else None,
-            exit_code=on_chain.exit_code if completed and on_chain else None,
+            result_cid=result.result_cid or None if result is not None else None,
+            exit_code=result.exit_code if result is not None else None,
             reason=f"{UNDECODABLE}: {decoded.reason}" if decoded.reason else None)
 
     def counts(self) -> dict[str, int]:
@@ -320,6 +539,7 @@ class JobReader:
         end = self._end_event(job_id, on_chain, request)
         chain_end: list[TimelineEntry] = []
         end_args: dict[str, Any] = {}
+        end_block: int | None = None
         if end is not None:
             name, entry = end
             end_args = entry["args"]
@@ -328,10 +548,37 @@ class JobReader:
                                         f"{end_args.get('exitCode')}",
                       Status.FAILED: str(end_args.get("reason", ""))}.get(kind, "")
             chain_end.append(self._chain_entry(entry, kind, detail))
-            block = int(entry["blockNumber"])
+            block = end_block = int(entry["blockNumber"])
             for failed in self.scanner.events("CallbackFailed", job_id, block, block):
                 chain_end.append(self._chain_entry(failed, CALLBACK_FAILED,
                                                    "the consumer's callback reverted"))
+        # the network's part: claims and lapses before the outcome, commits and reveals in block
+        # order around it, finalization and slashing after it
+        digest = on_chain.digest if on_chain.status == JobStatus.COMPLETED else None
+        replicas = decoded.replicas if isinstance(decoded, NewJob) else (
+            ledger_job.replicas if ledger_job is not None else 0)
+        # nothing happens after a settlement but a replicated completion's finalize
+        last = (end_block if end_block is not None and (
+            replicas == 1 or on_chain.status != JobStatus.COMPLETED)
+            else int(self.w3.eth.block_number))
+        network = network_logs(self.w3, self.manager, job_id,
+                               request.block_number if request is not None
+                               else self.settings.start_block, last,
+                               self.settings.log_chunk_blocks, self.scanner.budget)
+        operators, finalized, reveal_end, allowed = network_view(network, digest)
+        before_end: list[TimelineEntry] = []
+        after_end: list[TimelineEntry] = []
+        for event in network:
+            line = self._chain_entry({"blockNumber": event.block_number,
+                                      "transactionHash": event.tx_hash},
+                                     NETWORK_KINDS[event.name], network_detail(event, digest))
+            if event.name in ("ClaimersSet", "JobClaimed", "LeaseLapsed"):
+                chain_start.append(line)
+            elif end_block is not None and event.block_number > end_block:
+                after_end.append(line)
+            else:
+                before_end.append(line)
+        chain_end = [*before_end, *chain_end, *after_end]
         bridge: list[TimelineEntry] = []
         if self.ledger is not None:
             bridge = [TimelineEntry(at=iso(event.at) or "", source="bridge", event=event.kind,
@@ -350,15 +597,36 @@ class JobReader:
             spec_data, spec_error = _spec_detail(spec_text)
         status = _status(on_chain.status)
         request_block = request.block_number if request is not None else None
+        # v2: who asked, the fee and the deadline are the request's terms (not stored on-chain)
+        terms: NewJob | LedgerJob | None = (decoded if isinstance(decoded, NewJob)
+                                            else ledger_job)
+        result = (result_from_event(end_args, on_chain)
+                  if on_chain.status == JobStatus.COMPLETED else None)
+        if result is None and on_chain.status == JobStatus.COMPLETED and ledger_job is not None \
+                and ledger_job.state == JobState.COMPLETED and ledger_job.result_cid:
+            result = JobResult(ledger_job.result_cid, int(ledger_job.exit_code or 0))
+        claimed = on_chain.status == JobStatus.CLAIMED and on_chain.claimer != ZERO_ADDRESS
         return JobDetail(
             id=job_id, status=status,
-            requester=on_chain.requester, consumer=on_chain.consumer,
-            fee_wei=str(on_chain.fee), deadline=iso(on_chain.deadline) or "",
+            requester=terms.requester if terms else "", consumer=terms.consumer if terms else "",
+            fee_wei=str(terms.fee_wei) if terms else "0",
+            deadline=iso(terms.deadline) or "" if terms else "",
             requested_at=iso(self._block_time(request_block)) if request_block else None,
             engine=_text((spec_data or {}).get("engine", "docker")),
             image=_text((spec_data or {}).get("image")),
-            result_cid=on_chain.result_cid or None,
-            exit_code=on_chain.exit_code if on_chain.status == JobStatus.COMPLETED else None,
+            result_cid=result.result_cid or None if result else None,
+            exit_code=result.exit_code if result else None,
+            result_hex=result.result_hex if result and end_args else None,
+            result_text=result.result_text if result else None,
+            result_verified=result.verified if result else None,
+            chain_status=on_chain.status.name.lower(),
+            claimer=on_chain.claimer if claimed else None,
+            lease_end=iso(on_chain.lease_end) if claimed and on_chain.lease_end else None,
+            replicas=terms.replicas if terms else None,
+            lease_seconds=terms.lease_s if terms else None,
+            restricted=terms.restricted if terms else None,
+            allowed_claimers=allowed, operators=operators, reveal_end=reveal_end,
+            finalized=finalized,
             reason=str(end_args.get("reason") or "") or None if status == Status.FAILED else None,
             bridge_state=ledger_job.state if ledger_job else None,
             node=ledger_job.node if ledger_job else None,
@@ -372,32 +640,42 @@ class JobReader:
 
     def _find_request(self, job_id: int, on_chain: OnChainJob, ledger_job: LedgerJob | None
                       ) -> RequestLog | None:
-        """The job's request log: at the ledger's block, else at the block whose time is the
-        deadline minus the job window, else in a bounded scan below the latest possible block."""
+        """The job's request log: at the ledger's block, else in a bounded scan down from the
+        head (v2: the chain no longer holds the deadline that located the request). A request
+        found for an open job is the job's only if its terms hash to the chain's digest."""
         if ledger_job is not None:
             found = self.scanner.find_request(job_id, ledger_job.block_number,
                                               ledger_job.block_number)
             if found is not None:
                 return found
         head = int(self.w3.eth.block_number)
-        guess = self._first_block_at(on_chain.deadline - self._job_window(),
-                                     self.settings.start_block)
-        if guess <= head:
-            found = self.scanner.find_request(job_id, guess, min(head, guess + 63))
-            if found is not None:
-                return found
-        return self.scanner.find_request(job_id, self.settings.start_block,
-                                         self._request_block_bound(job_id, head, on_chain))
+        found = self.scanner.find_request(job_id, self.settings.start_block,
+                                          self._request_block_bound(job_id, head, on_chain))
+        if (found is not None and isinstance(found.decoded, NewJob) and on_chain.status.open
+                and terms_of(found.decoded).digest() != on_chain.digest):
+            return None  # a request of that id that is not the job on-chain (reorged out)
+        return found
 
     def _request_block_bound(self, job_id: int, head: int, on_chain: OnChainJob | None = None
                              ) -> int:
-        """A block at or above the job's request: requests come at least MIN_JOB_WINDOW before
-        their deadline."""
-        job = on_chain or read_job(self.manager, job_id)
-        if job.status == JobStatus.NONE:
-            return head
-        return min(head, self._first_block_at(job.deadline - MIN_JOB_WINDOW_S + 1,
-                                              self.settings.start_block))
+        """A block at or above the job's request. v2 keeps no deadline on-chain to bound it by:
+        the head (the scans go newest first, so recent jobs are found in the first windows)."""
+        return head
+
+    def result(self, job_id: int, on_chain: OnChainJob | None = None, low: int | None = None
+               ) -> JobResult | None:
+        """A completed job's result, from its `JobCompleted` event at or after block `low` (its
+        request's), checked against the chain's result digest; None if not completed (or the
+        event is not within the scan budget)."""
+        on_chain = on_chain or self.read(job_id)
+        if on_chain.status != JobStatus.COMPLETED:
+            return None
+        if low is None:
+            request = self._find_request(job_id, on_chain, None)
+            low = request.block_number if request is not None else self.settings.start_block
+        entry = next(iter(self._results.events("JobCompleted", job_id, low,
+                                               int(self.w3.eth.block_number))), None)
+        return result_from_event(entry["args"], on_chain) if entry is not None else None
 
     def _end_event(self, job_id: int, on_chain: OnChainJob, request: RequestLog | None
                    ) -> tuple[str, dict[str, Any]] | None:
@@ -409,30 +687,40 @@ class JobReader:
                      None)
         return (name, entry) if entry is not None else None
 
-    def _job_window(self) -> int:
-        if self._window is None:
-            self._window = int(self.manager.functions.jobWindow().call())
-        return self._window
-
     # -- progress --------------------------------------------------------------------------------
     def progress(self, job_id: int, task_state: Any = None) -> Progress:
         """The job's stage now. `task_state(task_id) -> (state, node)` reads Celery, if given."""
         job = self.read(job_id)
         ledger_job = (self.ledger.get(self.chain_id, self.address, job_id)
                       if self.ledger is not None else None)
-        if job.status != JobStatus.REQUESTED:
+        if not job.status.open:
             stage = {JobStatus.COMPLETED: Stage.FULFILLED, JobStatus.FAILED: Stage.FAILED,
                      JobStatus.CANCELLED: Stage.CANCELLED}[job.status]
-            detail = job.result_cid
+            result, detail = None, ""
+            if job.status == JobStatus.COMPLETED:
+                result = self.result(job_id, job,
+                                     ledger_job.block_number if ledger_job is not None else None)
+                if result is None and ledger_job is not None and ledger_job.result_cid \
+                        and ledger_job.state == JobState.COMPLETED:  # beyond the scan budget
+                    result = JobResult(ledger_job.result_cid, int(ledger_job.exit_code or 0))
+                detail = result.result_cid if result is not None else ""
             if job.status == JobStatus.FAILED:
                 detail = ledger_job.reason or "" if ledger_job is not None else ""
                 if not detail:
                     end = self._end_event(job_id, job, self._find_request(job_id, job, None))
                     detail = str(end[1]["args"].get("reason", "")) if end else ""
             return Progress(stage, detail, job, ledger_job.task_id if ledger_job else None,
-                            ledger_job.node if ledger_job else None)
-        if ledger_job is None or ledger_job.state == JobState.REQUESTED:
+                            ledger_job.node if ledger_job else None, result)
+        held = _held_detail(job)
+        if ledger_job is None or ledger_job.state in (JobState.REQUESTED, JobState.CLOSED,
+                                                      JobState.ABANDONED):
+            # not (or no longer) ours: the chain says whether an operator holds it
+            if held:
+                return Progress(Stage.RUNNING, held, job)
             return Progress(Stage.REQUESTED, "", job)
+        if ledger_job.state in (JobState.CLAIMING, JobState.CLAIMED):
+            detail = "claiming" if ledger_job.state == JobState.CLAIMING else held or "claimed"
+            return Progress(Stage.REQUESTED, detail, job)
         task_id, node = ledger_job.task_id, ledger_job.node
         if ledger_job.state == JobState.DISPATCHED:
             if task_state is not None and task_id:
@@ -483,8 +771,22 @@ def _merge(chain_start: list[TimelineEntry], bridge: list[TimelineEntry],
 
 
 def _status(status: JobStatus) -> Status:
-    """The status users see for a job the chain knows (not `JobStatus.NONE`)."""
+    """The status users see for a job the chain knows (not `JobStatus.NONE`): a claimed or
+    revealing job (v2) is still requested, to users (its stage says it is running)."""
+    if status.open:
+        return Status.REQUESTED
     return Status(status.name.lower())
+
+
+def _held_detail(job: OnChainJob) -> str:
+    """What an open job's chain state says about who runs it ("" if nobody holds it)."""
+    if job.status == JobStatus.REVEALING:
+        return "replicas are revealing their results"
+    if job.status == JobStatus.CLAIMED:
+        if job.claimer != ZERO_ADDRESS:
+            return f"claimed by {job.claimer}, lease until {iso(job.lease_end)}"
+        return "replicas claimed it"
+    return ""
 
 
 def _spec_fields(text: str) -> dict[str, Any]:

@@ -68,7 +68,42 @@ class Links(View):
     outputs: dict[str, str]  # output name → gateway URL
 
 
+class OperatorActivity(View):
+    """One operator's part in a job, from the chain's events (`JobClaimed`, `LeaseLapsed`,
+    `ResultCommitted`, `ResultRevealed`, `Slashed`)."""
+
+    operator: str
+    lease_end: str | None = None  # its claim's lease end (ISO 8601)
+    lapsed: bool = False  # its lease lapsed (it may not claim the job again)
+    penalty_wei: str | None = None  # what the lapse cost it (paid to the requester)
+    commitment: str | None = None  # replicas > 1: its commitment (0x…)
+    answer: str | None = None  # replicas > 1: the result digest it revealed (0x…)
+    agrees: bool | None = None  # its answer is the completed job's result digest (None: unknown)
+    slashed_wei: str = "0"  # stake it lost over this job
+    slash_reasons: list[str] = []  # lapse, disagreement, no reveal
+
+
+class Finalization(View):
+    """A replicated job's payouts (`JobFinalized`)."""
+
+    agreeing: int  # operators that revealed the winning answer and split the fee
+    slashed_wei: str  # stake taken from the others
+
+
 class JobDetail(JobSummary):
+    result_hex: str | None = None  # the small on-chain result (JobCompleted's `result`), 0x…
+    result_text: str | None = None  # the same, when it is printable UTF-8 text
+    result_verified: bool | None = None  # the result hashes to the chain's resultDigest
+    chain_status: str | None = None  # the chain's own status (requested, claimed, revealing, …)
+    claimer: str | None = None  # the operator holding the job's lease (replicas = 1)
+    lease_end: str | None = None  # until when (ISO 8601)
+    replicas: int | None = None  # the request's terms: operators that each run it
+    lease_seconds: int | None = None  # the lease of a claim, resolved by the JobManager
+    restricted: bool | None = None  # only `allowedClaimers` may claim it
+    allowed_claimers: list[str] = []  # a restricted request's claimers (`ClaimersSet`)
+    operators: list[OperatorActivity] = []  # who claimed, lapsed, committed, revealed, was slashed
+    reveal_end: str | None = None  # replicas > 1: when the reveal phase closes (ISO 8601)
+    finalized: Finalization | None = None  # replicas > 1: payouts settled
     request_block: int | None = None
     request_tx: str | None = None
     spec: dict[str, Any] | None = None  # the spec as parsed JSON (None if it is not JSON)

@@ -44,9 +44,12 @@ abstract contract JobConsumer is IJobConsumer {
     /// @inheritdoc IJobConsumer
     /// @dev Reverts `JobConsumerUnknownJob` unless `jobId` is one of this contract's pending jobs;
     /// the pending mark is cleared before the hook runs.
-    function onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) external onlyJobManager {
+    function onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode, bytes calldata result)
+        external
+        onlyJobManager
+    {
         _settlePending(jobId);
-        _onJobResult(jobId, resultCid, exitCode);
+        _onJobResult(jobId, resultCid, exitCode, result);
     }
 
     /// @inheritdoc IJobConsumer
@@ -75,6 +78,22 @@ abstract contract JobConsumer is IJobConsumer {
         _pendingJobs[jobId] = true;
     }
 
+    /// @dev As `_requestJob`, with request options (replicas, lease, restricted claimers); `fee`
+    /// must be at least `jobManager.quoteFee(address(this), callbackGasLimit, opts.replicas)`.
+    function _requestJobWith(string memory spec, uint256 fee, uint32 callbackGasLimit, IJobManager.Options memory opts)
+        internal
+        returns (uint256 jobId)
+    {
+        jobId = jobManager.requestJobWith{value: fee}(spec, address(this), callbackGasLimit, opts);
+        _pendingJobs[jobId] = true;
+    }
+
+    /// @dev Whether `jobId` is still open at the JobManager (requested or claimed, no result).
+    function _isOpen(uint256 jobId) internal view returns (bool) {
+        IJobManager.JobStatus status = jobManager.getJob(jobId).status;
+        return status == IJobManager.JobStatus.Requested || status == IJobManager.JobStatus.Claimed;
+    }
+
     /// @dev Reverts unless the caller is the JobManager.
     function _checkJobManager() internal view {
         if (msg.sender != address(jobManager)) revert JobConsumerUnauthorizedCaller(msg.sender);
@@ -100,10 +119,13 @@ abstract contract JobConsumer is IJobConsumer {
         delete _pendingJobs[jobId];
     }
 
-    /// @dev Hook: `jobId` was fulfilled. Runs within the job's callback gas limit.
-    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal virtual;
+    /// @dev Hook: `jobId` completed with `resultCid`, `exitCode` and the small `result` (≤ 256
+    /// bytes). Runs within the job's callback gas limit.
+    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode, bytes calldata result)
+        internal
+        virtual;
 
-    /// @dev Hook: `jobId` was failed by the oracle. Runs within `min(callbackGasLimit,
+    /// @dev Hook: `jobId` failed (its claimer could not run it, or the replicas disagreed). Runs within `min(callbackGasLimit,
     /// FAIL_CALLBACK_GAS_LIMIT)` gas (50,000): keep it to a few storage writes and an event.
     function _onJobFailed(uint256 jobId, string calldata reason) internal virtual;
 }

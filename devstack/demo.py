@@ -79,7 +79,7 @@ def deploy_pipeline(sender: TxSender, manager: Contract, top: int) -> Contract:
     prefix1, suffix1 = split_template(stage1_spec(CID_MARK))
     prefix2, suffix2 = split_template(stage2_spec(CID_MARK, top))
     # each stage's fee: the minimum plus its callback's gas at the contract's price
-    fee = int(manager.functions.quoteFee(sender.address, PIPELINE_CALLBACK_GAS).call())
+    fee = int(manager.functions.quoteFee(sender.address, PIPELINE_CALLBACK_GAS, 1).call())
     address = sender.deploy("TwoStagePipeline", manager.address, prefix1, suffix1, prefix2,
                             suffix2, fee, PIPELINE_CALLBACK_GAS)
     abi = load_artifact("TwoStagePipeline")["abi"]

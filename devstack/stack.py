@@ -8,6 +8,7 @@ whose address the bridge is given (`COD_NODE_ADDRESSES`): only results it signs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -25,7 +26,8 @@ import httpx
 from docker.errors import DockerException
 from eth_account import Account
 
-from bridge.chain import TxSender, connect
+from bridge import operators
+from bridge.chain import TxSender, connect, job_manager
 from devstack.images import ensure_busybox_image
 from protocol.ipfs import KuboClient
 
@@ -36,6 +38,10 @@ DEFAULT_JOB_WINDOW_S = 3600
 DEFAULT_MAX_CALLBACK_GAS = 2_000_000
 # Wei per gas of callback a request pays for (JobManager.callbackGasPrice): 1 gwei on a dev chain.
 DEFAULT_CALLBACK_GAS_PRICE_WEI = 10**9
+# JobManager v2: an operator's bond, and how long an exiting one waits for it (at least the job
+# window plus the reveal window, so every claim it holds is settled or cancellable by then).
+DEFAULT_MIN_STAKE_WEI = 10**17  # 0.1 ETH
+DEFAULT_UNBONDING_DELAY_S = 2 * DEFAULT_JOB_WINDOW_S
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -105,6 +111,11 @@ class DevStack:
     # node ids whose keys are registered with the bridge from the start (a worker started later
     # under a new id gets a key too, and the bridge is restarted to register it)
     nodes: tuple[str, ...] = ()
+    # joining another stack's chain as one more independent operator: its RPC and JobManager
+    # (no anvil, no deployment here; this stack's `oracle_key` is registered as an operator)
+    rpc_url: str | None = None
+    contract: str | None = None
+    oracle_key: str = field(default_factory=lambda: dev_key(1))  # the bridge's operator key
     _processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -113,11 +124,11 @@ class DevStack:
         self.state_dir = self.state_dir.resolve()
         self.logs = self.state_dir / "logs"
         self.user_key = dev_key(0)
-        self.oracle_key = dev_key(1)
         self.redis_password = secrets.token_hex(16)
         self._redis_port = 0
         self.node_keys: dict[str, str] = {}  # node id → its signing key (COD_NODE_KEY)
         self._bridge_extra_env: dict[str, str] = {}
+        self._reaper: subprocess.Popen[bytes] | None = None  # devstack.reaper, once started
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> dict[str, str]:
@@ -125,6 +136,7 @@ class DevStack:
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)  # a dev chain starts empty: so must everything else
         self.logs.mkdir(parents=True)
+        self._start_reaper()
         try:
             self._start_docker()
             ensure_busybox_image()
@@ -132,8 +144,11 @@ class DevStack:
             broker_url = self._start_redis()
             self.env = {"COD_IPFS_API": ipfs_api, "COD_BROKER_URL": broker_url}
             if self.with_chain:
-                rpc_url = self._start_anvil()
-                contract = self._deploy(rpc_url)
+                if self.rpc_url is None:
+                    rpc_url = self._start_anvil()
+                    contract = self._deploy(rpc_url)
+                else:
+                    rpc_url, contract = self.rpc_url, self._join(self.rpc_url)
                 self.env = {
                     "COD_RPC_URL": rpc_url,
                     "COD_CONTRACT": contract,
@@ -163,6 +178,16 @@ class DevStack:
     def exports(self) -> str:
         return "".join(f"export {name}={value}\n" for name, value in self.env.items())
 
+    def _start_reaper(self) -> None:
+        """The process that stops this stack's services if this process dies without `stop`
+        (killed, crashed): `devstack.reaper`."""
+        groups = self.state_dir / "groups"
+        groups.touch()
+        self._reaper = subprocess.Popen(
+            [self.python, "-m", "devstack.reaper", str(os.getpid()), str(groups)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, cwd=PROJECT_ROOT)
+
     def stop(self) -> None:
         for name, process in reversed(self._processes):
             if process.poll() is None:
@@ -175,6 +200,9 @@ class DevStack:
             del name
         self._processes.clear()
         self._clean_worker_leftovers()
+        if self._reaper is not None and self._reaper.poll() is None:
+            self._reaper.kill()  # everything it watched is stopped
+            self._reaper.wait()
 
     def _clean_worker_leftovers(self) -> None:
         """A worker killed and not restarted leaves its result filesystems mounted: unmount
@@ -200,6 +228,8 @@ class DevStack:
             env={**os.environ, **(env or {})}, start_new_session=True,
         )
         self._processes.append((name, process))
+        with (self.state_dir / "groups").open("a") as groups:  # for `devstack.reaper`
+            groups.write(f"{process.pid}\n")
         return process
 
     def _port(self, preferred: int) -> int:
@@ -298,9 +328,21 @@ class DevStack:
     def _deploy(self, rpc_url: str) -> str:
         w3 = connect(rpc_url)
         owner = TxSender(w3, self.user_key)
-        oracle = TxSender(w3, self.oracle_key).address  # effective at once: nothing is escrowed yet
-        return owner.deploy("JobManager", DEFAULT_MIN_FEE_WEI, DEFAULT_JOB_WINDOW_S,
-                            DEFAULT_MAX_CALLBACK_GAS, DEFAULT_CALLBACK_GAS_PRICE_WEI, [oracle])
+        address = owner.deploy("JobManager", DEFAULT_MIN_FEE_WEI, DEFAULT_JOB_WINDOW_S,
+                               DEFAULT_MAX_CALLBACK_GAS, DEFAULT_CALLBACK_GAS_PRICE_WEI,
+                               DEFAULT_MIN_STAKE_WEI, DEFAULT_UNBONDING_DELAY_S)
+        # the bridge's key bonds the minimum stake: it claims every job the stack runs
+        operators.register(TxSender(w3, self.oracle_key), job_manager(w3, address))
+        return address
+
+    def _join(self, rpc_url: str) -> str:
+        """Join a running chain's JobManager (`contract`) as one more operator: this stack's
+        `oracle_key` bonds the minimum stake (unless it is registered already)."""
+        if self.contract is None:
+            raise DevStackError("joining a chain (rpc_url) needs its JobManager address (contract)")
+        w3 = connect(rpc_url)
+        operators.register(TxSender(w3, self.oracle_key), job_manager(w3, self.contract))
+        return self.contract
 
     def node_address(self, node_id: str) -> str:
         """The address `node_id` signs its results with (registered with the bridge)."""
@@ -378,11 +420,13 @@ class DevStack:
         return process
 
     def stop_process(self, prefix: str, kill: bool = False) -> None:
-        """Stop the started processes whose name starts with `prefix` (tests restart the bridge)."""
+        """Stop the started processes whose name starts with `prefix` (tests restart the bridge);
+        `kill`: SIGKILL the whole process group at once (the process and any children)."""
         for name, process in list(self._processes):
             if name.startswith(prefix):
                 if kill:
-                    process.kill()
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
                 else:
                     process.terminate()
                 process.wait(timeout=30)

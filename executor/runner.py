@@ -1,14 +1,19 @@
 """Runs one job on this node: fetch inputs, run the engine, publish the result directory.
 
 The result directory has the layout `bacalhau job get` users know: `stdout`, `stderr`, `exitCode`
-and one folder per output name. It lives on a size-capped filesystem of its own (`volumes`).
+and one folder per output name. It lives on a size-capped filesystem of its own (`volumes`). The
+node adds nothing that differs between runs or nodes (no timings, no node names): replicas of a
+job publish the same tree, hence the same CID (`protocol.ipfs.ADD_LAYOUT`). A spec's `result` file
+(at most 256 bytes) is also read back as the small result delivered on-chain.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import re
+import stat
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
@@ -23,7 +28,7 @@ from executor.publish.base import Publisher
 from executor.storage import InputUnavailable, StorageRegistry
 from executor.volumes import InputVolume, ResultVolume
 from protocol.capacity import Capacity
-from protocol.outcome import JobOutcome, OutcomeStatus
+from protocol.outcome import MAX_RESULT_BYTES, JobOutcome, OutcomeStatus
 from protocol.queues import misfit
 from protocol.spec import JobSpec, SpecError, parse_spec
 from protocol.tree import DEFAULT_MAX_DEPTH, TreeLimitExceeded, measure, remove
@@ -89,6 +94,7 @@ class _Ran:
 
     run: RunOutcome
     result_cid: str
+    result: bytes = b""  # the small result (the spec's `result` file), b"" if none
 
 
 class JobRunner:
@@ -159,7 +165,9 @@ class JobRunner:
         with ExitStack() as cleanup:  # the job's input volume, unmounted whatever happens
             image_id = job.engine.prepare(job.spec, job.dir)
             # Only a job that cannot see the network is a function of its inputs: memoise no other.
-            use_cache = job.spec.cache and job.spec.network == "none" and self._cache is not None
+            # A cache entry records no small result: a job that names one always runs (for now).
+            use_cache = (job.spec.cache and job.spec.network == "none" and job.spec.result is None
+                         and self._cache is not None)
             known_ids = self._known_content_ids(job.spec)  # also: every scheme has a provider
             key = cache_key(job.spec, image_id, known_ids) if use_cache and all(known_ids) else None
             hit = self._lookup(key) if key is not None else None
@@ -176,7 +184,7 @@ class JobRunner:
                 self._remember(key, ran.result_cid, ran.run.exit_code)
             return job.outcome(OutcomeStatus.COMPLETED, result_cid=ran.result_cid,
                                exit_code=ran.run.exit_code, reason=ran.run.reason,
-                               **inputs.locality)
+                               result=ran.result.hex(), **inputs.locality)
 
     def _known_content_ids(self, spec: JobSpec) -> list[str]:
         """Each input's content id as known before fetching (IPFS, inline), "" where only
@@ -250,8 +258,12 @@ class JobRunner:
                 job_dir=job.dir, labels={NODE_LABEL: self.node_id},
             ))
             self._check_outputs(job.spec, result_dir, cap)
-            self._finish_result_dir(result_dir, run, cap)
-            return _Ran(run, self._publisher.publish(result_dir))
+            small = _read_small_result(job.spec, result_dir)
+            missing = [] if small is not None or job.spec.result is None else [
+                f"no small result: the job did not write {job.spec.result} (the on-chain result "
+                "is empty)"]
+            self._finish_result_dir(result_dir, run, cap, missing)
+            return _Ran(run, self._publisher.publish(result_dir), small or b"")
         finally:
             volume.close()
 
@@ -282,10 +294,12 @@ class JobRunner:
             raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
                           "nothing was published")
 
-    def _finish_result_dir(self, result_dir: Path, run: RunOutcome, cap: int) -> None:
-        """The node's notes (why it ended the job, truncated logs) at the end of `stderr`, and
-        `exitCode`."""
+    def _finish_result_dir(self, result_dir: Path, run: RunOutcome, cap: int,
+                           more_notes: list[str] | None = None) -> None:
+        """The node's notes (why it ended the job, truncated logs, a missing small result) at the
+        end of `stderr`, and `exitCode`."""
         notes = [run.reason] if run.reason else []
+        notes += more_notes or []
         if run.stdout_truncated:
             notes.append(f"stdout truncated at the node's log cap of {self._policy.log_bytes} bytes")
         if run.stderr_truncated:
@@ -300,6 +314,47 @@ class JobRunner:
                 raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
                               "nothing was published") from exc
             raise
+
+
+def _read_small_result(spec: JobSpec, result_dir: Path) -> bytes | None:
+    """The spec's `result` file as the job wrote it, None if it wrote none (or names none). The
+    job controls its outputs: no symlink is followed (at any level) and only a regular file is
+    read, at most one byte past the cap. `_Failed` for anything else or over MAX_RESULT_BYTES."""
+    place = spec.result_file()
+    if place is None:
+        return None
+    output, rel = place
+    *dirs, name = rel.split("/")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fds: list[int] = []
+    try:
+        try:
+            fds.append(os.open(result_dir / output, flags | os.O_DIRECTORY))
+            for part in dirs:
+                fds.append(os.open(part, flags | os.O_DIRECTORY, dir_fd=fds[-1]))
+            fd = os.open(name, flags | os.O_NONBLOCK, dir_fd=fds[-1])
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # ELOOP (a symlink), ENOTDIR (a file where a directory should be)
+            raise _Failed(f"small result {spec.result} could not be read: it is not a regular "
+                          f"file in a directory (symlinks are not followed): {exc.strerror}"
+                          ) from exc
+        fds.append(fd)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Failed(f"small result {spec.result} is not a regular file")
+        if info.st_size > MAX_RESULT_BYTES:
+            raise _Failed(f"small result over {MAX_RESULT_BYTES} bytes: {spec.result} has "
+                          f"{info.st_size} bytes (publish larger results in the outputs); "
+                          "nothing was published")
+        data = os.read(fd, MAX_RESULT_BYTES + 1)
+        if len(data) > MAX_RESULT_BYTES:
+            raise _Failed(f"small result over {MAX_RESULT_BYTES} bytes: {spec.result}; "
+                          "nothing was published")
+        return data
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _remove_job_dir(job_dir: Path) -> None:

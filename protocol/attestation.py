@@ -92,8 +92,8 @@ def _sha256(text: str) -> str:
 
 def outcome_text(task_id: str, fields: Mapping[str, Any], spec: str) -> str:
     """What a node signs for an outcome: the task id, a hash of the spec it ran, the status, result
-    CID, exit code, a hash of the reason and a hash of every other field (node, duration, cached,
-    …), so nothing in the outcome can be changed without breaking the signature."""
+    CID, exit code, small result, a hash of the reason and a hash of every other field (node,
+    duration, cached, …), so nothing in the outcome can be changed without breaking the signature."""
     rest = {k: v for k, v in fields.items() if k != SIGNATURE_FIELD}
     reason = fields.get("reason")
     bound = {
@@ -102,6 +102,7 @@ def outcome_text(task_id: str, fields: Mapping[str, Any], spec: str) -> str:
         "status": fields.get("status"),
         "cid": fields.get("result_cid"),
         "exit": fields.get("exit_code"),
+        "result": fields.get("result", ""),  # the small result (hex) delivered on-chain
         "reason_sha256": _sha256(reason if isinstance(reason, str) else _canonical(reason)),
         # the JSON round trip the result backend applies (tuples become lists, …) changes no hash
         "fields_sha256": _sha256(_canonical(json.loads(_canonical(rest)))),

@@ -23,6 +23,26 @@ from protocol.tree import DEFAULT_MAX_DEPTH, remove, walk
 
 CHUNK = 1 << 20
 
+# The UnixFS layout of everything this client adds, named on every `add` rather than left to the
+# operator's `Import.*` config: replicas of a job must publish the same result under the same CID.
+# (Kubo's defaults for CIDv1, with the file fan-out and HAMT fan-out it uses for 256 KiB chunks.)
+# No mode or mtime is stored: the multipart parts carry none and preserve-mode/-mtime stay off.
+# Not settable per request: Import.UnixFSHAMTDirectorySizeThreshold (when a directory is sharded,
+# 256 KiB of links by default), which matters only for directories of thousands of entries.
+ADD_LAYOUT: dict[str, str] = {
+    "cid-version": "1",
+    "hash": "sha2-256",
+    "raw-leaves": "true",
+    "chunker": "size-262144",
+    "trickle": "false",
+    "max-file-links": "174",
+    "max-hamt-fanout": "256",
+    "inline": "false",
+    "empty-dirs": "true",
+    "preserve-mode": "false",
+    "preserve-mtime": "false",
+}
+
 
 class IpfsError(RuntimeError):
     """Kubo answered with an error (bad CID, not found, …)."""
@@ -89,16 +109,17 @@ class KuboClient:
         return result
 
     def add_bytes(self, data: bytes, name: str = "data") -> str:
-        """Add one file; returns its CIDv1."""
+        """Add one file (in the `ADD_LAYOUT`); returns its CIDv1."""
         response = self._post(
             "add",
-            params={"cid-version": "1", "pin": "true", "quieter": "true"},
+            params={**ADD_LAYOUT, "pin": "true", "quieter": "true"},
             files={"file": (name, data, "application/octet-stream")},
         )
         return str(json.loads(response.text.strip().splitlines()[-1])["Hash"])
 
     def add_path(self, path: Path, max_depth: int = DEFAULT_MAX_DEPTH) -> str:
-        """Add a file or a directory tree, pinned, as CIDv1; returns the root CID.
+        """Add a file or a directory tree, pinned, in the `ADD_LAYOUT`; returns the root CID: the
+        same tree gives the same CID whatever the node's config, file order on disk or mtimes.
 
         The multipart body is generated as it is sent: each file is opened only while it streams
         (a tree of any file count needs one descriptor per level, not one per file), and the walk
@@ -107,7 +128,7 @@ class KuboClient:
         boundary = secrets.token_hex(16)
         response = self._post(
             "add",
-            params={"cid-version": "1", "pin": "true", "recursive": "true", "quieter": "true"},
+            params={**ADD_LAYOUT, "pin": "true", "recursive": "true", "quieter": "true"},
             content=_multipart(path, root_name, boundary, max_depth),
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
@@ -229,6 +250,8 @@ def _multipart(path: Path, root_name: str, boundary: str, max_depth: int) -> Ite
                 yield chunk
         yield b"\r\n"
     else:
+        # names sorted, each directory before its content (`walk`); UnixFS sorts a directory's
+        # links by name in any case, so the order files were written in does not reach the CID
         for entry in walk(path, max_depth):
             name = f"{root_name}/{entry.rel}" if entry.rel else root_name
             if entry.is_dir:

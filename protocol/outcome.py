@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+MAX_RESULT_BYTES = 256  # as `protocol.spec.MAX_RESULT_BYTES` and the contract's bound
+
 
 class OutcomeStatus(StrEnum):
     COMPLETED = "completed"  # the job ran (whatever its exit code) and its result was published
@@ -28,6 +30,23 @@ class JobOutcome:
     cached: bool = False  # the result of an identical earlier job, not run again
     inputs_local: bool | None = None  # every IPFS input was pinned on this node before the job
     input_bytes_fetched: int | None = None  # bytes this node's Kubo received while fetching
+    # the small result (the spec's `result` file), hex without 0x, "" for none; ≤ 256 bytes
+    result: str = ""
+
+    def __post_init__(self) -> None:
+        self.result_bytes()  # ValueError for anything but ≤ 256 bytes of hex
+
+    def result_bytes(self) -> bytes:
+        """The small result, as delivered on-chain."""
+        if not isinstance(self.result, str):
+            raise ValueError("malformed outcome: result is not a hex string")
+        try:
+            data = bytes.fromhex(self.result)
+        except ValueError:
+            raise ValueError("malformed outcome: result is not a hex string") from None
+        if len(data) > MAX_RESULT_BYTES:
+            raise ValueError(f"malformed outcome: result over {MAX_RESULT_BYTES} bytes")
+        return data
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> JobOutcome:

@@ -8,6 +8,7 @@ network, timeout.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from typing import Annotated, Any, Literal
 
@@ -21,10 +22,11 @@ from pydantic import (
 )
 
 from protocol.engines import ENGINES, validate_engine_name
+from protocol.outcome import MAX_RESULT_BYTES  # the small result, delivered on-chain
 from protocol.sources import MAX_INLINE_BYTES, SCHEMES, is_cid, validate_source
 
-__all__ = ["MAX_INLINE_BYTES", "InputSource", "JobSpec", "OutputPath", "Resources", "SpecError",
-           "input_roots", "is_cid", "parse_size", "parse_spec"]
+__all__ = ["MAX_INLINE_BYTES", "MAX_RESULT_BYTES", "InputSource", "JobSpec", "OutputPath",
+           "Resources", "SpecError", "input_roots", "is_cid", "parse_size", "parse_spec"]
 
 MAX_TIMEOUT_S = 24 * 3600
 DEFAULT_QUEUE_TIMEOUT_S = 600
@@ -153,6 +155,10 @@ class JobSpec(_Strict):
     queue_timeout: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_S)] = DEFAULT_QUEUE_TIMEOUT_S
     # False: always run, even if an identical job already has a result (see executor.cache).
     cache: bool = True
+    # The small result: a file the job writes inside one of its outputs (e.g. "/outputs/answer"),
+    # of at most MAX_RESULT_BYTES, delivered on-chain with the result CID (`onJobResult`'s
+    # `result`). Unset: the on-chain result is empty; a named file the job did not write, too.
+    result: str | None = None
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -179,6 +185,36 @@ class JobSpec(_Strict):
     @classmethod
     def _workdir(cls, value: str | None) -> str | None:
         return None if value is None else _absolute_path(value)
+
+    @field_validator("result")
+    @classmethod
+    def _result_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if posixpath.normpath(value) != value:
+            raise ValueError(f"must be a normalised absolute path (no '//', '.', '..'): {value!r}")
+        return _absolute_path(value)
+
+    @model_validator(mode="after")
+    def _result_in_an_output(self) -> JobSpec:
+        if self.result is not None and self.result_file() is None:
+            outputs = ", ".join(o.path for o in self.outputs) or "none"
+            raise ValueError(f"result: {self.result!r} is not a file inside an output "
+                             f"(outputs: {outputs})")
+        return self
+
+    def result_file(self) -> tuple[str, str] | None:
+        """The small result's place in the result directory: (output name, path inside it), by
+        the deepest output that holds `result` (a nested mount shadows its parent); None if the
+        spec names no result, or one outside every output."""
+        if self.result is None:
+            return None
+        holders = [o for o in self.outputs
+                   if self.result.startswith(o.path.rstrip("/") + "/") and self.result != o.path]
+        if not holders:
+            return None
+        output = max(holders, key=lambda o: len(o.path))
+        return output.name, self.result[len(output.path.rstrip("/")) + 1:]
 
     @model_validator(mode="after")
     def _image_for_engine(self) -> JobSpec:

@@ -18,7 +18,8 @@ const PREFIX =
 const SUFFIX =
   '","target":"/inputs/data"}],"outputs":[{"name":"outputs","path":"/outputs"}],' +
   '"resources":{"cpu":"1","memory":"512Mi","disk":"1Gi","gpu":0},"network":"none","timeout":600}';
-const SPEC = PREFIX + CID_IN + SUFFIX;
+// padded to the 400 bytes of the issue-13 target (trailing spaces are valid JSON)
+const SPEC = (PREFIX + CID_IN + SUFFIX).padEnd(400, " ");
 // FanOutConsumer templates, as devstack/fanout.py renders them (word_count_map_spec, sum_combine_spec).
 const FANOUT_MAP_PREFIX = '{"image":"cod/busybox:latest","entrypoint":["sh","-c","wc -w < /inputs/text.txt > /outputs/count"],"inputs":[{"source":"ipfs://';
 const FANOUT_MAP_SUFFIX = '","target":"/inputs/text.txt"}],"resources":{"cpu":0.5,"memory":"64Mi"},"timeout":60}';
@@ -74,79 +75,154 @@ const CHAINLINK = {
     note: "30 KB request, 256-byte response, consumer reverting with 30 KB of data, callback limit 300,000" },
 };
 
+/** The Terms of a JobRequested event in `receipt`, and the job id. */
+function requested(manager, receipt) {
+  const ev = receipt.logs.map((l) => { try { return manager.interface.parseLog(l); } catch { return null; } })
+    .find((e) => e && e.name === "JobRequested");
+  return { jobId: ev.args.jobId, terms: [...ev.args.terms] };
+}
+
 async function main() {
-  const [, oracle, requester] = await ethers.getSigners();
-  // callbackGasPrice 0: every request pays FEE, so the figures compare with the earlier reports
-  const manager = await (await ethers.getContractFactory("JobManager")).deploy(FEE, 3600, 2_000_000, 0, [oracle.address]);
+  const [, oracle, requester, op2, op3] = await ethers.getSigners();
+  const STAKE = ethers.parseEther("1");
+  // callbackGasPrice 0: every request pays FEE per replica, so the figures compare with the earlier reports
+  const manager = await (await ethers.getContractFactory("JobManager")).deploy(FEE, 3600, 2_000_000, 0, STAKE, 2 * 86400);
   const managerAddr = await manager.getAddress();
-  const rh = async (id) => (await manager.getJob(id)).requestHash;
-  const fulfil = async (id, cid, opts = {}) => manager.connect(oracle).fulfillJob(id, await rh(id), cid, 0, opts);
+  const rows = [];
+  const m = {};
+  const add = async (key, operation, txPromise, note, per = 1) => {
+    const r = await measure(txPromise);
+    const row = { operation, gas: r.gas, execution: r.execution, note };
+    if (per > 1) row.perJob = Math.round(r.gas / per);
+    rows.push(row);
+    m[key] = { ...r, perJob: row.perJob };
+    return r.receipt;
+  };
+  const terms = new Map(); // jobId → Terms
+  const track = (receipt) => {
+    const { jobId, terms: t } = requested(manager, receipt);
+    terms.set(jobId, t);
+    return jobId;
+  };
+  const req = async (to = ethers.ZeroAddress, gas = 0, spec = SPEC) =>
+    track(await (await manager.connect(requester).requestJob(spec, to, gas, { value: FEE })).wait());
+  const claim = async (id, op = oracle) => (await manager.connect(op).claimJob(id, terms.get(id))).wait();
+  const fulfil = (id, cid, opts = {}, op = oracle) => manager.connect(op).fulfillJob(id, terms.get(id), cid, 0, "0x", opts);
+
+  await add("register", "registerOperator", manager.connect(oracle).registerOperator({ value: STAKE }), "1 ETH stake, first registration");
+  await manager.connect(op2).registerOperator({ value: STAKE });
+  await manager.connect(op3).registerOperator({ value: STAKE });
   const probe = await (await ethers.getContractFactory("GasProbeConsumer")).deploy();
   const consumer = await (await ethers.getContractFactory("TestConsumer")).deploy(managerAddr);
   await requester.sendTransaction({ to: await consumer.getAddress(), value: 10n * FEE });
   const pipeline = await (await ethers.getContractFactory("TwoStagePipeline")).deploy(
     managerAddr, PREFIX, SUFFIX, PREFIX, SUFFIX, FEE, 500_000,
   );
-  const req = (to = ethers.ZeroAddress, gas = 0) =>
-    manager.connect(requester).requestJob(SPEC, to, gas, { value: FEE });
-  const rows = [];
-  const m = {};
-  const add = async (key, operation, txPromise, note) => {
-    const r = await measure(txPromise);
-    rows.push({ operation, gas: r.gas, execution: r.execution, note });
-    m[key] = r;
-  };
 
-  // warm-up: the first request ever also initialises totalEscrowed
-  await add("requestFirst", "requestJob (first ever)", req(), `${SPEC.length}-byte spec, no consumer`);
-  await add("request", "requestJob", req(), `${SPEC.length}-byte spec, no consumer`); // job 2
-  await add("requestConsumer", "requestJob (with consumer)", req(await probe.getAddress(), 100_000),
-    "consumer + callback gas limit"); // job 3
-  await req(); // job 4: a second job without consumer
-  await add("requestFromContract", "requestJob from a JobConsumer contract",
-    consumer.request(SPEC, FEE, 100_000), "TestConsumer.request → JobManager.requestJob (job 5)");
-  await add("fulfilFirst", "fulfillJob (no consumer, oracle's first credit)", fulfil(1n, CID_OUT),
-    "59-char CIDv1; withdrawable slot goes 0 → non-zero");
-  await add("fulfil", "fulfillJob (no consumer)", fulfil(4n, CID_OUT),
-    "59-char CIDv1; oracle already has a balance");
-  await add("fulfilProbe", "fulfillJob (trivial consumer)", fulfil(3n, CID_OUT),
-    "callback does one SSTORE");
-  await add("fulfilConsumer", "fulfillJob (JobConsumer records the result)",
-    fulfil(5n, CID_OUT), "TestConsumer stores job id, CID, exit code; ~5 SSTOREs");
-  await add("fail", "failJob (no consumer)", manager.connect(oracle).failJob(2n, await rh(2n), "image not found"), "refund to requester");
+  // single replica, the targeted path
+  track(await add("request", "requestJob", manager.connect(requester).requestJob(SPEC, ethers.ZeroAddress, 0, { value: FEE }),
+    `${SPEC.length}-byte spec, no consumer; target ≤ 70,000`)); // job 1
+  await req(); // job 2
+  const j3 = await req(await probe.getAddress(), 100_000); // job 3
+  await add("requestConsumer", "requestJob (with consumer)", manager.connect(requester).requestJob(SPEC, await probe.getAddress(), 100_000, { value: FEE }),
+    "consumer + callback gas limit").then(track); // job 4
+  const r5 = await add("requestFromContract", "requestJob from a JobConsumer contract",
+    consumer.request(SPEC, FEE, 100_000), "TestConsumer.request → JobManager.requestJob");
+  const j5 = track(r5);
+  await add("claim", "claimJob", manager.connect(oracle).claimJob(1n, terms.get(1n)), "replicas 1, default lease; target ≤ 35,000");
+  await claim(2n);
+  await claim(j3);
+  await claim(4n);
+  await claim(j5);
+  await add("fulfil", "fulfillJob (no consumer)", fulfil(1n, CID_OUT),
+    "59-char CIDv1, empty small result; the operator's record already holds its stake; target ≤ 50,000");
+  await add("fulfilResult", "fulfillJob (no consumer, 256-byte small result)",
+    manager.connect(oracle).fulfillJob(2n, terms.get(2n), CID_OUT, 0, "0x" + "ab".repeat(256)), "the result is emitted and hashed, not stored");
+  await add("fulfilProbe", "fulfillJob (trivial consumer)", fulfil(j3, CID_OUT), "callback does one SSTORE");
+  await add("fulfilConsumer", "fulfillJob (JobConsumer records the result)", fulfil(j5, CID_OUT),
+    "TestConsumer stores job id, CID, exit code, result; ~6 SSTOREs");
+  await add("fail", "failJob (no consumer)", manager.connect(oracle).failJob(4n, terms.get(4n), "image not found"), "refund to requester");
 
-  await add("pipelineStart", "TwoStagePipeline.start", pipeline.start(CID_IN, { value: 2n * FEE }), "requests stage 1 (job 6)");
-  await add("chain", "fulfillJob (chaining: TwoStagePipeline stage 1)", fulfil(6n, CID_OUT),
-    "callback requests stage 2 (job 7)");
-  await add("pipelineFinal", "fulfillJob (TwoStagePipeline stage 2, final)", fulfil(7n, CID_IN),
-    "callback records the final CID");
+  // a batch of 20 fulfils
+  const batch = [];
+  for (let i = 0; i < 20; i++) {
+    const id = await req();
+    await claim(id);
+    batch.push([id, terms.get(id), CID_OUT, 0, "0x"]);
+  }
+  await add("batch20", "fulfillBatch of 20 (no consumer)", manager.connect(oracle).fulfillBatch(batch),
+    "20 jobs, one fee credit; per job: target ≤ 30,000", 20);
 
-  await req(); // job 8
+  // lapsed lease taken over
+  const lapsedId = await req();
+  await claim(lapsedId, op3);
+  await hre.network.provider.send("evm_increaseTime", [901]);
+  await add("claimLapsed", "claimJob (taking over a lapsed lease)", manager.connect(op2).claimJob(lapsedId, terms.get(lapsedId)),
+    "slashes lapsePenalty to the requester, bars the lapsed operator (fresh slots)");
+  await manager.connect(op3).addStake({ value: STAKE / 10n }); // back to minStake
+
+  const pipeRc = await (await pipeline.start(CID_IN, { value: 2n * FEE })).wait();
+  const p1 = track(pipeRc);
+  await claim(p1);
+  const chainRc = await add("chain", "fulfillJob (chaining: TwoStagePipeline stage 1)", fulfil(p1, CID_OUT),
+    "callback requests stage 2");
+  const p2 = track(chainRc);
+  await claim(p2);
+  await add("pipelineFinal", "fulfillJob (TwoStagePipeline stage 2, final)", fulfil(p2, CID_IN), "callback records the final CID");
+
+  const cancelId = await req();
   await hre.network.provider.send("evm_increaseTime", [3601]);
-  await add("cancel", "cancelJob", manager.connect(requester).cancelJob(8n), "after the deadline");
-  await add("withdraw", "withdraw", manager.connect(requester).withdraw(), "refunds to an EOA");
-  await add("withdrawOracle", "withdraw (oracle)", manager.connect(oracle).withdraw(), "fees to an EOA");
+  await add("cancel", "cancelJob", manager.connect(requester).cancelJob(cancelId, terms.get(cancelId)), "after the deadline, unclaimed");
+  await add("withdraw", "withdraw", manager.connect(requester).withdraw(), "refunds and slashing share to an EOA");
+  await add("withdrawOperator", "withdraw (operator)", manager.connect(oracle).withdraw(), "fees to an EOA");
 
-  // The oracle's worst cases, which minFee and failureFee must cover (docs/contracts.md, "Fees"):
-  // every balance slot written is fresh (0 → non-zero), no gas refund (job 9 stays escrowed).
+  // replicas = 3: request, claims, commits, reveals, finalize (one rogue)
+  const SALT = (n) => ethers.zeroPadValue(ethers.toBeHex(n), 32);
+  const r3 = await add("request3", "requestJobWith (replicas 3)",
+    manager.connect(requester).requestJobWith(SPEC, await probe.getAddress(), 100_000, [3, 0, []], { value: 3n * FEE }),
+    "3 × fee; same one-word job record");
+  const k3 = track(r3);
+  const ops = [oracle, op2, op3];
+  await add("claimReplica", "claimJob (replica slot, first)", manager.connect(oracle).claimJob(k3, terms.get(k3)), "a fresh replica slot");
+  for (const op of ops.slice(1)) await claim(k3, op);
+  const answers = [[CID_OUT, "0x01"], [CID_OUT, "0x01"], [CID_IN, "0x02"]];
+  const commitOf = (i) => ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(
+    ["uint256", "address", "string", "uint8", "bytes", "bytes32"], [k3, ops[i].address, answers[i][0], 0, answers[i][1], SALT(i)]));
+  await add("commit", "commitResult", manager.connect(ops[0]).commitResult(k3, terms.get(k3), commitOf(0)), "replica 1 of 3");
+  await manager.connect(ops[2]).commitResult(k3, terms.get(k3), commitOf(2));
+  await add("commitLast", "commitResult (last: opens the reveal)", manager.connect(ops[1]).commitResult(k3, terms.get(k3), commitOf(1)), "replica 3 of 3");
+  const rv = (i) => manager.connect(ops[i]).revealResult(k3, terms.get(k3), answers[i][0], 0, answers[i][1], SALT(i));
+  await add("reveal", "revealResult", rv(2), "the rogue's reveal");
+  await rv(0);
+  await add("revealMajority", "revealResult (makes the majority: completes, calls the consumer)", rv(1), "trivial consumer");
+  await add("finalize", "finalize (replicas 3, one rogue slashed)", manager.finalize(k3, terms.get(k3)),
+    "2 agreeing operators credited, 1 slashed");
+
+  // The operator's worst cases, which minFee must cover (docs/contracts.md, "Fees")
   const griefer = await (await ethers.getContractFactory("GasGriefingConsumer")).deploy();
-  await manager.setFailureFee(FEE / 2n); // the oracle's and the requester's balance both written
-  await req(); // job 9
-  await req(await griefer.getAddress(), 2_000_000); // job 10
-  await req(await griefer.getAddress(), 2_000_000); // job 11
-  await add("failWorst", "failJob, oracle's worst case",
-    manager.connect(oracle).failJob(11n, await rh(11n), "r".repeat(1024), { gasLimit: 3_000_000 }),
-    "1,024-byte reason, failure fee > 0, consumer (limit 2,000,000) burns the capped 50,000");
-  await manager.connect(oracle).withdraw();
-  await add("fulfilWorst", "fulfillJob, oracle's worst case",
-    manager.connect(oracle).fulfillJob(10n, await rh(10n), "b".repeat(128), 255, { gasLimit: 3_000_000 }),
-    "128-byte CID, consumer burns its whole 2,000,000-gas limit");
+  const worstF = await req(await griefer.getAddress(), 2_000_000);
+  const worstX = await req(await griefer.getAddress(), 2_000_000);
+  await claim(worstF);
+  await claim(worstX);
+  await add("failWorst", "failJob, operator's worst case",
+    manager.connect(oracle).failJob(worstX, terms.get(worstX), "r".repeat(1024), { gasLimit: 3_000_000 }),
+    "1,024-byte reason, consumer (limit 2,000,000) burns the capped 50,000");
+  await add("fulfilWorst", "fulfillJob, operator's worst case",
+    manager.connect(oracle).fulfillJob(worstF, terms.get(worstF), "b".repeat(128), 255, "0x" + "ff".repeat(256), { gasLimit: 3_000_000 }),
+    "128-byte CID, 256-byte result, consumer burns its whole 2,000,000-gas limit");
   rows[rows.length - 1].note += `: ${(m.fulfilWorst.gas - 2_000_000).toLocaleString("en-US")} gas beyond the callback`;
   const maxSpec = SPEC + " ".repeat(8192 - SPEC.length); // MAX_SPEC_BYTES (trailing spaces are valid JSON)
   await add("requestMax", "requestJob from a JobConsumer contract (largest spec)",
     consumer.request(maxSpec, FEE, 100_000), "8,192-byte spec (MAX_SPEC_BYTES)");
 
   // Smallest callback gas limit with which a chaining callback still does its work.
+  const claimLast = async () => {
+    const id = (await manager.nextJobId()) - 1n;
+    const logs = await manager.queryFilter(manager.filters.JobRequested(id));
+    terms.set(id, [...logs[logs.length - 1].args.terms]);
+    await claim(id);
+    return id;
+  };
   const callbackNeeds = [];
   callbackNeeds.push({
     consumer: "TwoStagePipeline, stage-1 callback (requests stage 2)",
@@ -154,7 +230,7 @@ async function main() {
       const p = await (await ethers.getContractFactory("TwoStagePipeline")).deploy(
         managerAddr, PREFIX, SUFFIX, PREFIX, SUFFIX, FEE, limit);
       await p.start(CID_IN, { value: 2n * FEE });
-      const jobId = (await manager.nextJobId()) - 1n;
+      const jobId = await claimLast();
       await fulfil(jobId, CID_OUT, { gasLimit: 5_000_000 });
       return (await p.getRun(1n)).status === 2n; // STAGE2_PENDING
     }),
@@ -169,7 +245,11 @@ async function main() {
         const first = await manager.nextJobId();
         await f.start(Array(n).fill(CID_IN), { value: BigInt(n + 1) * FEE });
         for (let i = 0; i < n; i++) {
-          await fulfil(first + BigInt(i), CID_OUT, { gasLimit: 5_000_000 });
+          const id = first + BigInt(i);
+          const logs = await manager.queryFilter(manager.filters.JobRequested(id));
+          terms.set(id, [...logs[0].args.terms]);
+          await claim(id);
+          await fulfil(id, CID_OUT, { gasLimit: 5_000_000 });
         }
         return (await f.getBatch(1n)).status === 2n; // COMBINING
       }),
@@ -178,6 +258,12 @@ async function main() {
         `${FANOUT_COMBINE_PREFIX.length + FANOUT_COMBINE_SUFFIX.length}-byte combine templates`,
     });
   }
+  const targets = [
+    { operation: "requestJob, 400-byte spec, no consumer", gas: m.request.gas, target: 70_000 },
+    { operation: "claimJob", gas: m.claim.gas, target: 35_000 },
+    { operation: "fulfillJob, single operator, no consumer", gas: m.fulfil.gas, target: 50_000 },
+    { operation: "fulfillBatch of 20, per job", gas: m.batch20.perJob, target: 30_000 },
+  ];
 
   const meta = {
     solc: require("solc").version(),
@@ -185,6 +271,7 @@ async function main() {
     evmVersion: hre.config.solidity.compilers[0].settings.evmVersion,
     hardhat: require("hardhat/package.json").version,
     specBytes: SPEC.length,
+    targets,
     generatedAt: new Date().toISOString(),
   };
   const comparison = [
@@ -208,9 +295,17 @@ async function main() {
       `EVM ${meta.evmVersion}. **gas**: gas used by the whole transaction; **execution**: the same minus ` +
       "its intrinsic gas (21,000 + calldata at 4/16 gas per zero/non-zero byte).",
     "",
+    "## Targets (issue 13, whole transaction)",
+    "",
+    "| operation | gas | target | met |",
+    "| --- | ---: | ---: | --- |",
+    ...targets.map((t) => `| ${t.operation} | ${fmt(t.gas)} | ${fmt(t.target)} | ${t.gas <= t.target ? "yes" : "**no**"} |`),
+    "",
+    "## All operations",
+    "",
     "| operation | gas | execution | note |",
     "| --- | ---: | ---: | --- |",
-    ...rows.map((r) => `| ${r.operation} | ${fmt(r.gas)} | ${fmt(r.execution)} | ${r.note} |`),
+    ...rows.map((r) => `| ${r.operation} | ${fmt(r.gas)}${r.perJob ? ` (${fmt(r.perJob)} per job)` : ""} | ${fmt(r.execution)} | ${r.note} |`),
     "",
     "## Callback gas a chaining consumer needs",
     "",
@@ -242,11 +337,11 @@ async function main() {
       "coordinator, updates the subscription's blocked balance and the consumer's request counter, and emits " +
       "events from the client, the router and the coordinator; a fulfilment verifies an OCR report signed by the DON (one `ecrecover` per signer), checks " +
       "the commitment, calls back with exact gas and bills the subscription in LINK. cod's request stores one " +
-      "job record (4 slots, one the request hash a fulfilment must quote) and emits the spec once. Neither stores the request text; what grows with its size " +
+      "word per job (a digest of the request's terms, which every later call quotes back) and emits the spec and terms once. Neither stores the request text; what grows with its size " +
       "is calldata, memory and log data (8 gas a byte), and Functions logs it twice (router's `RequestStart`, " +
       "coordinator's `OracleRequest`) and hashes it, over a limit almost 4× cod's — hence the gap in the " +
-      "largest-request row. cod's fulfilment is sent by a single authorised oracle key (no " +
-      "signature quorum), stores the result CID and credits the oracle. The trust models differ: Chainlink's " +
+      "largest-request row. A single-replica cod fulfilment is sent by the staked operator that claimed the job (no " +
+      "signature quorum), replaces the job word with a digest of the result and credits the operator. The trust models differ: Chainlink's " +
       "figures include a decentralised oracle network's report verification and LINK billing, cod's do not. The two also " +
       "differ in compiler and EVM version, so read the comparison as orders of magnitude, not to the gas.",
     "",

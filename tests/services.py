@@ -24,6 +24,7 @@ from typing import Any
 from web3 import Web3
 from web3.contract import Contract
 
+from bridge import operators
 from bridge.chain import TxSender, connect, job_manager
 from devstack.stack import ANVIL_MNEMONIC, dev_key, find_anvil, free_port
 
@@ -79,7 +80,7 @@ class Chain:
 
 @contextmanager
 def anvil_chain(min_fee: int = 10**15, window: int = 3600, block_time: int = 0,
-                callback_gas_price: int = 10**9,
+                callback_gas_price: int = 10**9, min_stake: int = 10**17,
                 rpc_timeout: float = 30.0, extra_args: tuple[str, ...] = ()) -> Iterator[Chain]:
     port = free_port()
     args = [find_anvil(), "--port", str(port), "--mnemonic", ANVIL_MNEMONIC, "--silent",
@@ -101,9 +102,11 @@ def anvil_chain(min_fee: int = 10**15, window: int = 3600, block_time: int = 0,
                 time.sleep(0.1)
         owner = TxSender(w3, dev_key(0))
         oracle_key = dev_key(1)
+        # v2: unbonding at least window + the reveal window; the oracle key bonds the minimum
         address = owner.deploy("JobManager", min_fee, window, 2_000_000, callback_gas_price,
-                               [TxSender(w3, oracle_key).address])
+                               min_stake, window + 3600)
         manager = job_manager(w3, address)
+        operators.register(TxSender(w3, oracle_key), manager)
         yield Chain(url, w3, manager, owner, oracle_key, process)
     finally:
         process.terminate()

@@ -69,10 +69,10 @@ async def get_logs(
                 except Exception as exc:  # the status line is sent: say it inline
                     yield clean(f"cod: chain unreachable: {exc}\n").encode()
                     return
-            if current.job.status != JobStatus.COMPLETED:
+            if current.job.status != JobStatus.COMPLETED or current.result_cid is None:
                 yield f"cod: job {job_id} {current.job.status.name.lower()}\n".encode()
                 return
-            chunks = stream_log(ipfs_api, current.job.result_cid, stream)
+            chunks = stream_log(ipfs_api, current.result_cid, stream)
             try:
                 while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
                     yield chunk

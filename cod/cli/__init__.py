@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from cod.cli import data, jobs, ops, run
+from cod.cli import data, jobs, operator, ops, run
 from cod.cli.output import report
 
 
@@ -39,6 +39,7 @@ node_app = _group("Compute nodes.")
 contracts_app = _group("Deploy the contracts.")
 config_app = _group("Settings.")
 data_app = _group("Datasets this compute node holds (jobs over them run here).")
+operator_app = _group("This bridge's operator record on the contract (stake, exit).")
 
 docker_app.command("run", context_settings={"allow_interspersed_args": False})(run.docker_run)
 wasm_app.command("run", context_settings={"allow_interspersed_args": False})(run.wasm_run)
@@ -54,6 +55,10 @@ config_app.command("show")(ops.config_show)
 data_app.command("pin")(data.data_pin)
 data_app.command("unpin")(data.data_unpin)
 data_app.command("ls")(data.data_ls)
+operator_app.command("register")(operator.operator_register)
+operator_app.command("status")(operator.operator_status)
+operator_app.command("exit")(operator.operator_exit)
+operator_app.command("withdraw")(operator.operator_withdraw)
 
 app.command()(ops.devstack)
 app.command("bridge")(ops.bridge_cmd)
@@ -63,7 +68,7 @@ app.command("serve", hidden=True)(ops.api)
 app.command()(ops.demo)
 for name, group in (("docker", docker_app), ("wasm", wasm_app), ("job", job_app),
                     ("node", node_app), ("contracts", contracts_app), ("config", config_app),
-                    ("data", data_app)):
+                    ("data", data_app), ("operator", operator_app)):
     app.add_typer(group, name=name)
 
 

@@ -109,9 +109,14 @@ def outcome_code(progress: Progress, quiet: bool = False) -> int:
     job = progress.job
     if job.status == JobStatus.COMPLETED:
         if not quiet:
-            console.print(f"Result CID: {job.result_cid}")
-            console.print(f"Exit code:  {job.exit_code}")
-        return OK if job.exit_code == 0 else JOB_FAILED
+            console.print(f"Result CID: {progress.result_cid or '(JobCompleted not found)'}")
+            console.print(f"Exit code:  {progress.exit_code}")
+            text = progress.result.result_text if progress.result is not None else None
+            if text:
+                console.print(f"Result:     {text}", soft_wrap=True, markup=False)
+            elif progress.result is not None and progress.result.result:
+                console.print(f"Result:     {progress.result.result_hex}")
+        return OK if progress.exit_code == 0 else JOB_FAILED
     if not quiet:
         reason = f": {progress.detail}" if progress.detail else ""
         console.print(f"Job {job.status.name.lower()}{reason}")

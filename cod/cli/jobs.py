@@ -98,14 +98,28 @@ def _describe_table(job: JobDetail) -> None:
             ("Requested", job.requested_at or ""), ("Deadline", job.deadline),
             ("Engine", job.engine or ""), ("Image", job.image or ""),
             ("Node", job.node or ""), ("Bridge state", job.bridge_state or ""),
+            ("Chain status", job.chain_status if job.chain_status not in (None, job.status)
+             else ""),
+            ("Claimed by", f"{job.claimer} (lease until {job.lease_end or '?'})"
+             if job.claimer else ""),
             ("Result CID", job.result_cid or ""),
             ("Exit code", "" if job.exit_code is None else str(job.exit_code)),
+            ("Result", job.result_hex if job.result_hex not in (None, "0x") else ""),
+            ("Result text", repr(job.result_text)[1:-1] if job.result_text else ""),
+            ("Verified", {True: "yes: the result matches the chain's resultDigest",
+                          False: "NO: the result does not match the chain's resultDigest"}
+             .get(job.result_verified, "") if job.result_verified is not None else ""),
             ("Reason", job.reason or "")]
     for name, value in rows:
         if value:
-            console.print(f"{name + ':':<14}{value}", soft_wrap=True)
+            console.print(f"{name + ':':<14}{value}", soft_wrap=True, markup=False)  # theirs
     if job.spec_error:
         console.print(f"{'Spec error:':<14}{job.spec_error}", soft_wrap=True)
+    network = network_lines(job)
+    if network:
+        console.print("\nNetwork:")
+        for line in network:
+            console.print(f"  {line}", soft_wrap=True, markup=False)
     console.print("\nSpec:")
     console.print(json.dumps(job.spec, indent=2) if job.spec is not None else job.spec_text,
                   soft_wrap=True)
@@ -117,6 +131,38 @@ def _describe_table(job: JobDetail) -> None:
         detail = re.sub(r"\b(0x[0-9a-f]{8})[0-9a-f]{48}([0-9a-f]{8})\b", r"\1…\2", entry.detail)
         grid.add_row(entry.at.replace("T", " ").rstrip("Z"), entry.source, entry.event, detail)
     console.print(grid)
+
+
+def network_lines(job: JobDetail) -> list[str]:
+    """What the operators did with the job: the request's options, then each operator's claim,
+    lapse, commitment, reveal and slashing, then the reveal phase and the finalization."""
+    lines = []
+    if job.replicas is not None:
+        who = (f"only {', '.join(job.allowed_claimers) or 'named claimers'}" if job.restricted
+               else "any staked operator")
+        lease = f"lease {job.lease_seconds} s" if job.lease_seconds else "default lease"
+        lines.append(f"replicas {job.replicas}, {lease}, claimers: {who}")
+    for seen in job.operators:
+        parts = [f"claimed by {seen.operator}"
+                 + (f" (lease until {seen.lease_end})" if seen.lease_end else "")]
+        if seen.lapsed:
+            parts.append(f"lease lapsed, penalty {format_wei(int(seen.penalty_wei or 0))}")
+        if seen.commitment:
+            parts.append(f"committed {_short(seen.commitment, False, 12)}")
+        if seen.answer:
+            agreement = ("" if seen.agrees is None else " (agrees with the result)"
+                         if seen.agrees else " (differs from the result)")
+            parts.append(f"revealed {seen.answer}{agreement}")
+        if int(seen.slashed_wei):
+            parts.append(f"slashed {format_wei(int(seen.slashed_wei))} "
+                         f"({', '.join(seen.slash_reasons)})")
+        lines.append("; ".join(parts))
+    if job.reveal_end:
+        lines.append(f"reveal phase until {job.reveal_end}")
+    if job.finalized is not None:
+        lines.append(f"finalized: {job.finalized.agreeing} agreeing, "
+                     f"{format_wei(int(job.finalized.slashed_wei))} slashed")
+    return lines
 
 
 def job_logs(
@@ -139,10 +185,13 @@ def job_logs(
                  STILL_RUNNING)
         progress = wait_for(reader, job_id, timeout, show=True)
     job = progress.job
-    if job.status != JobStatus.COMPLETED:
+    if job.status != JobStatus.COMPLETED or progress.result_cid is None:
         reason = f": {progress.detail}" if progress.detail else ""
+        if job.status == JobStatus.COMPLETED:
+            fail(f"job {job_id} completed, but its JobCompleted event was not found within the "
+                 "scan budget (COD_LEDGER_URL or a later start block helps)", JOB_FAILED)
         fail(f"job {job_id} {job.status.name.lower()} without running{reason}", JOB_FAILED)
-    print_logs(settings, job.result_cid)
+    print_logs(settings, progress.result_cid)
 
 
 def job_get(
@@ -152,13 +201,18 @@ def job_get(
 ) -> None:
     """Download the job's result: stdout, stderr, exitCode and one folder per output."""
     settings = load_settings()
-    job = JobReader(settings, use_ledger=False).read(job_id)
+    reader = JobReader(settings, use_ledger=False)
+    job = reader.read(job_id)
     if job.status != JobStatus.COMPLETED:
-        code = STILL_RUNNING if job.status == JobStatus.REQUESTED else JOB_FAILED
+        code = STILL_RUNNING if job.status.open else JOB_FAILED
         fail(f"job {job_id} is {job.status.name.lower()}: it has no result", code)
+    result = reader.result(job_id, job)
+    if result is None:
+        fail(f"job {job_id} completed, but its JobCompleted event was not found within the scan "
+             "budget (a later COD_START_BLOCK helps)", JOB_FAILED)
     target = output_dir or Path(f"job-{job_id}")
-    download_result(settings, job.result_cid, target)
-    console.print(f"Result of job {job_id} ({job.result_cid}) written to {target}",
+    download_result(settings, result.result_cid, target)
+    console.print(f"Result of job {job_id} ({result.result_cid}) written to {target}",
                   soft_wrap=True)
 
 

@@ -1,5 +1,5 @@
 """Operator verbs: `cod devstack`, `cod bridge`, `cod worker`, `cod contracts deploy`,
-`cod config show`, `cod api`, and the `cod demo`."""
+`cod config show`, `cod api`, and the `cod demo` (`cod operator …`: `cod.cli.operator`)."""
 
 from __future__ import annotations
 
@@ -112,25 +112,32 @@ def demo(
 
 
 def contracts_deploy(
-    min_fee_wei: Annotated[int, typer.Option(help="Minimum fee per job.")] = 10**15,
+    min_fee_wei: Annotated[int, typer.Option(help="Minimum fee per job (per replica).")] = 10**15,
     job_window: Annotated[int, typer.Option(help="Seconds from request to deadline.")] = 3600,
     max_callback_gas: Annotated[int, typer.Option(help="Largest callback gas limit.")] = 2_000_000,
     callback_gas_price: Annotated[int, typer.Option(
         help="Wei per gas of callback a request pays for (at least the gas price you expect).")
     ] = 10**9,
-    oracle: Annotated[list[str] | None, typer.Option(help="Oracle address to authorise.")] = None,
+    min_stake_wei: Annotated[int, typer.Option(
+        help="Least stake an operator bonds to claim jobs (fixed at deployment).")] = 10**17,
+    unbonding_delay: Annotated[int | None, typer.Option(
+        help="Seconds from an operator's exit to its stake's withdrawal (at least the job "
+             "window plus the 600 s reveal window; default: the larger of twice the job "
+             "window and the job window plus an hour).")] = None,
 ) -> None:
-    """Deploy a JobManager from COD_PRIVATE_KEY with its first oracles; prints its address.
+    """Deploy a JobManager (v2) from COD_PRIVATE_KEY; prints its address.
 
-    Oracles named here are authorised at once; ones added later take effect after the contract's
-    ORACLE_DELAY (announced on-chain)."""
+    Operators are open: each bridge registers its own key with a stake (`cod operator
+    register`)."""
     from bridge.chain import ChainError, TxSender, connect
 
     settings = BridgeSettings()
     try:
         sender = TxSender(connect(settings.rpc_url), settings.require_key())
         address = sender.deploy("JobManager", min_fee_wei, job_window, max_callback_gas,
-                                callback_gas_price, list(oracle or []))
+                                callback_gas_price, min_stake_wei,
+                                unbonding_delay if unbonding_delay is not None
+                                else max(2 * job_window, job_window + 3600))
     except (ChainError, ValueError) as exc:
         fail(str(exc), ENVIRONMENT)
     print(f"export COD_CONTRACT={address}")

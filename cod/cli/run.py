@@ -23,7 +23,15 @@ from cod.cli.common import (
 )
 from cod.cli.output import USAGE, console, err, fail
 from cod.jobfile import JobDraft, finish, parse_job_document, parse_template_vars
-from cod.jobs import JobClient, format_wei, parse_fee, validate_spec
+from cod.jobs import (
+    MAX_REPLICAS,
+    MIN_LEASE,
+    JobClient,
+    format_wei,
+    parse_fee,
+    request_options,
+    validate_spec,
+)
 from cod.queries import JobReader
 from cod.templates import CID_MARK
 from cod.views import iso
@@ -40,6 +48,15 @@ Fee = Annotated[str | None, typer.Option("--fee", help="Fee: wei, or e.g. 0.002e
                                          "(default: the JobManager's minimum).")]
 WaitTimeout = Annotated[float | None, typer.Option(
     "--wait-timeout", help="Seconds to wait (default: the job's timeout + 300).")]
+Replicas = Annotated[int | None, typer.Option(
+    "--replicas", help=f"Operators that each run the job, 1..{MAX_REPLICAS}; more than 1 settles "
+    "by commit-reveal majority and costs that many fees (default 1, or the job file's).")]
+Lease = Annotated[int, typer.Option(
+    "--lease", help=f"Seconds a claiming operator has to deliver before another may take the "
+    f"job over, at least {MIN_LEASE} (default: the JobManager's).")]
+Claimer = Annotated[list[str] | None, typer.Option(
+    "--claimer", help="Only this operator address may claim the job (repeatable; default: any "
+    "staked operator).")]
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,9 @@ class Submit:
     dry_run: bool
     fee: str | None
     wait_timeout: float | None
+    replicas: int | None = None  # None: the job file's, else 1
+    lease: int = 0
+    claimers: tuple[str, ...] = ()
 
 
 def parse_input(text: str) -> tuple[str, str | None]:
@@ -126,6 +146,12 @@ def docker_fields(image: str, command: list[str], inputs: list[str], outputs: li
 
 def submit(draft: JobDraft, options: Submit, base_dir: Path) -> None:
     """Check, resolve local inputs, then print (dry run) or request and follow the job."""
+    try:
+        request = request_options(
+            options.replicas if options.replicas is not None else draft.replicas or 1,
+            options.lease, options.claimers)
+    except ValueError as exc:
+        fail(f"{exc}", USAGE)
     local = draft.local_inputs()
     for index in local:  # first check everything with placeholders: nothing is sent on error
         path = (base_dir / draft.fields["inputs"][index]["source"]).resolve()
@@ -152,15 +178,19 @@ def submit(draft: JobDraft, options: Submit, base_dir: Path) -> None:
     text = validate_spec(spec)
     if options.dry_run:
         print(json.dumps(json.loads(text), indent=2))
+        err.print(f"request: {request.describe()}", soft_wrap=True, markup=False)
         return
     client = JobClient(settings)
-    requested = client.request(spec, fee)
+    requested = client.request(spec, fee, replicas=request.replicas, lease_s=request.lease_s,
+                               claimers=request.claimers)
     job_id = requested.job_id
     if options.id_only:
         print(job_id, flush=True)
     else:
+        options_note = "" if request.default else f"; {request.describe()}"
         console.print(f"Job {job_id} requested: fee {format_wei(requested.fee_wei)}, deadline "
-                      f"{iso(requested.deadline)}, tx {requested.tx_hash}", soft_wrap=True)
+                      f"{iso(requested.deadline)}, tx {requested.tx_hash}{options_note}",
+                      soft_wrap=True, markup=False)
     if not options.wait:
         if not options.id_only:
             _next_steps(job_id)
@@ -169,12 +199,12 @@ def submit(draft: JobDraft, options: Submit, base_dir: Path) -> None:
     timeout = options.wait_timeout or spec.timeout + 300
     progress = wait_for(reader, job_id, timeout, show=not options.id_only)
     code = outcome_code(progress, quiet=options.id_only)
-    if progress.job.result_cid:
+    if progress.result_cid:
         if options.follow:
-            print_logs(settings, progress.job.result_cid)
+            print_logs(settings, progress.result_cid)
         if options.download:
             target = options.output_dir or Path(f"job-{job_id}")
-            download_result(settings, progress.job.result_cid, target)
+            download_result(settings, progress.result_cid, target)
             if not options.id_only:
                 console.print(f"Result downloaded to {target}")
     if not options.id_only:
@@ -188,7 +218,7 @@ def _with_sources(draft: JobDraft, sources: dict[int, str]) -> JobDraft:
                         for i, item in enumerate(fields.get("inputs", []))]
     if not fields["inputs"]:
         del fields["inputs"]
-    return JobDraft(fields=fields, kind=draft.kind, notes=draft.notes)
+    return JobDraft(fields=fields, kind=draft.kind, notes=draft.notes, replicas=draft.replicas)
 
 
 def _next_steps(job_id: int) -> None:
@@ -220,13 +250,15 @@ def docker_run(
                        ] = None,
     wait: Wait = True, id_only: IdOnly = False, follow: Follow = False,
     download: Download = False, output_dir: OutputDir = None, dry_run: DryRun = False,
-    fee: Fee = None, wait_timeout: WaitTimeout = None,
+    fee: Fee = None, wait_timeout: WaitTimeout = None, replicas: Replicas = None,
+    lease: Lease = 0, claimer: Claimer = None,
 ) -> None:
     """Run a Docker image as a job: `cod docker run IMAGE -- CMD ARGS…`."""
     fields = docker_fields(image, command or [], input or [], output or [], env or [], cpu,
                            memory, disk, gpu, network, timeout, entrypoint, workdir)
     submit(JobDraft(fields=fields, kind="cod"),
-           Submit(wait, id_only, follow, download, output_dir, dry_run, fee, wait_timeout),
+           Submit(wait, id_only, follow, download, output_dir, dry_run, fee, wait_timeout,
+                  replicas, lease, tuple(claimer or ())),
            Path.cwd())
 
 
@@ -241,7 +273,8 @@ def wasm_run(
     timeout: Annotated[int | None, typer.Option(help="Seconds before the job is killed.")] = None,
     wait: Wait = True, id_only: IdOnly = False, follow: Follow = False,
     download: Download = False, output_dir: OutputDir = None, dry_run: DryRun = False,
-    fee: Fee = None, wait_timeout: WaitTimeout = None,
+    fee: Fee = None, wait_timeout: WaitTimeout = None, replicas: Replicas = None,
+    lease: Lease = 0, claimer: Claimer = None,
 ) -> None:
     """Run a WebAssembly (WASI) module as a job: `cod wasm run MODULE -- ARGS…`."""
     source = module if module.startswith("ipfs://") or Path(module).exists() else f"ipfs://{module}"
@@ -254,7 +287,8 @@ def wasm_run(
                            None, None, timeout, None, None)
     fields["engine"] = "wasm"
     submit(JobDraft(fields=fields, kind="cod"),
-           Submit(wait, id_only, follow, download, output_dir, dry_run, fee, wait_timeout),
+           Submit(wait, id_only, follow, download, output_dir, dry_run, fee, wait_timeout,
+                  replicas, lease, tuple(claimer or ())),
            Path.cwd())
 
 
@@ -267,7 +301,8 @@ def job_run(
         "--template-envs", help="Regex: environment variables usable as {{.NAME}}.")] = None,
     wait: Wait = True, id_only: IdOnly = False, follow: Follow = False,
     download: Download = False, output_dir: OutputDir = None, dry_run: DryRun = False,
-    fee: Fee = None, wait_timeout: WaitTimeout = None,
+    fee: Fee = None, wait_timeout: WaitTimeout = None, replicas: Replicas = None,
+    lease: Lease = 0, claimer: Claimer = None,
 ) -> None:
     """Run a job file. Local input paths are relative to the file and added to IPFS."""
     if file == "-":
@@ -282,6 +317,7 @@ def job_run(
     if not id_only:
         for note in draft.notes:
             err.print(f"note: {note}", soft_wrap=True)
-    submit(draft, Submit(wait, id_only, follow, download, output_dir, dry_run, fee, wait_timeout),
+    submit(draft, Submit(wait, id_only, follow, download, output_dir, dry_run, fee, wait_timeout,
+                         replicas, lease, tuple(claimer or ())),
            base)
 

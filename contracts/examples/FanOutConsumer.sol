@@ -128,16 +128,18 @@ contract FanOutConsumer is JobConsumer, Ownable {
     /// @notice Cancels every job of batch `batchId` still pending at the JobManager (all must be
     /// past their deadline) and marks the batch failed if it was still running. Refunds go to this
     /// contract (see `claimRefunds`). Anyone may call.
-    function cancelStalled(uint256 batchId) external {
+    /// @param terms The terms of the batch's jobs, from their `JobRequested` events: one per map
+    /// job in order, then the combine job's if it was requested (settled jobs' entries are unused).
+    function cancelStalled(uint256 batchId, IJobManager.Terms[] calldata terms) external {
         Batch storage batch = _batches[batchId];
         if (batch.status == STATUS_MAPPING || batch.status == STATUS_COMBINING) {
             _fail(batchId, batch, 0, "cancelled after deadline");
         }
         uint256[] memory ids = batch.mapJobIds;
         for (uint256 i = 0; i < ids.length; ++i) {
-            _cancelIfRequested(ids[i]);
+            _cancelIfOpen(ids[i], terms[i]);
         }
-        if (batch.combineJobId != 0) _cancelIfRequested(batch.combineJobId);
+        if (batch.combineJobId != 0) _cancelIfOpen(batch.combineJobId, terms[ids.length]);
     }
 
     /// @notice Sends `amount` of the unreserved balance to `to`.
@@ -149,7 +151,10 @@ contract FanOutConsumer is JobConsumer, Ownable {
     }
 
     /// @dev `JobConsumer` lets only this contract's own unsettled jobs through: `ref` is set.
-    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {
+    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode, bytes calldata)
+        internal
+        override
+    {
         JobRef memory ref = _jobRefs[jobId];
         Batch storage batch = _batches[ref.batchId];
         if (ref.isCombine) {
@@ -204,8 +209,8 @@ contract FanOutConsumer is JobConsumer, Ownable {
         }
     }
 
-    function _cancelIfRequested(uint256 jobId) private {
-        if (jobManager.getJob(jobId).status == IJobManager.JobStatus.Requested) jobManager.cancelJob(jobId);
+    function _cancelIfOpen(uint256 jobId, IJobManager.Terms calldata terms) private {
+        if (_isOpen(jobId)) jobManager.cancelJob(jobId, terms);
     }
 
     /// @dev Marks the batch failed, releasing its combine reservation if still held.

@@ -113,7 +113,8 @@ contract TwoStagePipeline is JobConsumer, Ownable {
     /// refunded to this contract, see `claimRefunds`); a job the JobManager already settled whose
     /// callback failed (reverted or ran out of gas, `CallbackFailed`) will never call back, so the
     /// run is failed at once. Anyone may call; reverts while a pending job's deadline has not passed.
-    function cancelStalled(uint256 runId) external {
+    /// @param terms The current job's terms, from its `JobRequested` event (only used to cancel).
+    function cancelStalled(uint256 runId, IJobManager.Terms calldata terms) external {
         Run storage run = _runs[runId];
         uint8 status = run.status;
         if (status != STATUS_STAGE1_PENDING && status != STATUS_STAGE2_PENDING) {
@@ -121,9 +122,9 @@ contract TwoStagePipeline is JobConsumer, Ownable {
         }
         uint8 stage = status == STATUS_STAGE1_PENDING ? 1 : 2;
         uint256 jobId = stage == 1 ? run.stage1JobId : run.stage2JobId;
-        if (jobManager.getJob(jobId).status == IJobManager.JobStatus.Requested) {
+        if (_isOpen(jobId)) {
             _fail(runId, run, stage, "cancelled after deadline");
-            jobManager.cancelJob(jobId);
+            jobManager.cancelJob(jobId, terms);
         } else {
             _fail(runId, run, stage, "callback failed");
         }
@@ -139,7 +140,10 @@ contract TwoStagePipeline is JobConsumer, Ownable {
 
     /// @dev `JobConsumer` lets only this contract's own unsettled jobs through, so the run is
     /// waiting for exactly this job: stage 1 (STAGE1_PENDING) or stage 2 (STAGE2_PENDING).
-    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {
+    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode, bytes calldata)
+        internal
+        override
+    {
         uint256 runId = runOfJob[jobId];
         Run storage run = _runs[runId];
         if (jobId == run.stage1JobId) {

@@ -20,6 +20,7 @@ contract WordCount is JobConsumer, Ownable {
         bool failed;
         uint8 exitCode;
         string resultCid; // the result directory: stdout, stderr, exitCode, outputs/count
+        bytes result; // the small on-chain result (e.g. the count itself), at most 256 bytes
     }
 
     uint256 public immutable fee;
@@ -51,8 +52,9 @@ contract WordCount is JobConsumer, Ownable {
     }
 
     /// @notice Cancels `jobId` once its deadline has passed; its fee becomes claimable (`claimRefunds`).
-    function cancel(uint256 jobId) external onlyOwner {
-        jobManager.cancelJob(jobId);
+    /// @param terms The job's terms, from its `JobRequested` event.
+    function cancel(uint256 jobId, IJobManager.Terms calldata terms) external onlyOwner {
+        jobManager.cancelJob(jobId, terms);
     }
 
     /// @notice Sends `amount` of this contract's balance to `to`.
@@ -61,11 +63,15 @@ contract WordCount is JobConsumer, Ownable {
         if (!sent) revert WordCountSendFailed(to, amount);
     }
 
-    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {
+    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode, bytes calldata small)
+        internal
+        override
+    {
         Result storage result = results[jobId];
         result.done = true;
         result.exitCode = exitCode;
         result.resultCid = resultCid;
+        if (small.length != 0) result.result = small;
         emit WordCountCompleted(jobId, resultCid, exitCode);
     }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IJobManager} from "../IJobManager.sol";
 import {JobManager} from "../JobManager.sol";
 
 /// @dev A requester contract whose `receive` accepts, reverts, or re-enters `withdraw`.
@@ -29,8 +30,8 @@ contract ContractRequester {
         return manager.requestJob{value: msg.value}(spec, address(0), 0);
     }
 
-    function cancel(uint256 jobId) external {
-        manager.cancelJob(jobId);
+    function cancel(uint256 jobId, IJobManager.Terms calldata terms) external {
+        manager.cancelJob(jobId, terms);
     }
 
     function withdraw() external {

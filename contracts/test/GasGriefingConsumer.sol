@@ -7,7 +7,7 @@ import {IJobConsumer} from "../IJobConsumer.sol";
 contract GasGriefingConsumer is IJobConsumer {
     uint256 public counter;
 
-    function onJobResult(uint256, string calldata, uint8) external {
+    function onJobResult(uint256, string calldata, uint8, bytes calldata) external {
         while (true) {
             ++counter;
         }

@@ -7,7 +7,7 @@ import {IJobConsumer} from "../IJobConsumer.sol";
 contract GasProbeConsumer is IJobConsumer {
     uint256 public gasAtEntry;
 
-    function onJobResult(uint256, string calldata, uint8) external {
+    function onJobResult(uint256, string calldata, uint8, bytes calldata) external {
         gasAtEntry = gasleft();
     }
 

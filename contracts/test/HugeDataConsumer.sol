@@ -12,7 +12,7 @@ contract HugeDataConsumer is IJobConsumer {
         size = size_;
     }
 
-    function onJobResult(uint256, string calldata, uint8) external view {
+    function onJobResult(uint256, string calldata, uint8, bytes calldata) external view {
         uint256 n = size;
         assembly ("memory-safe") {
             let p := mload(0x40)

@@ -7,7 +7,7 @@ import {IJobConsumer} from "../IJobConsumer.sol";
 contract RevertingConsumer is IJobConsumer {
     error RevertingConsumerRefused(uint256 jobId);
 
-    function onJobResult(uint256 jobId, string calldata, uint8) external pure {
+    function onJobResult(uint256 jobId, string calldata, uint8, bytes calldata) external pure {
         revert RevertingConsumerRefused(jobId);
     }
 

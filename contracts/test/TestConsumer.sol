@@ -16,6 +16,7 @@ contract TestConsumer is JobConsumer {
     uint256 public results;
     uint256 public failures;
     uint8 public statusAtCallback;
+    bytes public lastResult;
 
     constructor(IJobManager jobManager_) JobConsumer(jobManager_) {}
 
@@ -31,8 +32,12 @@ contract TestConsumer is JobConsumer {
         return _tryRequestJob(spec, fee, callbackGasLimit);
     }
 
-    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode) internal override {
+    function _onJobResult(uint256 jobId, string calldata resultCid, uint8 exitCode, bytes calldata result)
+        internal
+        override
+    {
         gasAtEntry = gasleft();
+        lastResult = result;
         lastJobId = jobId;
         lastResultCid = resultCid;
         lastExitCode = exitCode;

@@ -1,5 +1,9 @@
 """The submitter's decisions, on a real ledger with a fake chain and transaction manager: which
-transaction settles a job, when a result is failed instead, and when it gives up."""
+transaction settles a job, when a result is failed instead, and when it gives up; v2: only a job
+we hold is settled, quoting its terms, a rejected job never claimed is claimed first, and several
+results go in one `fulfillBatch` whose skipped items are sent again; the small result a node's
+outcome carried goes with its CID, and a mined batch's item counts as ours only if the stored
+digest binds it too."""
 
 from __future__ import annotations
 
@@ -8,14 +12,18 @@ from pathlib import Path
 import pytest
 
 from bridge.chain import JobStatus
+from bridge.claims import Claims
 from bridge.ledger import JobState, TxStatus
-from bridge.submitter import DEADLINE_MARGIN_S, MAX_SUBMIT_ATTEMPTS, Submitter
+from bridge.submitter import BATCH_PREFIX, DEADLINE_MARGIN_S, MAX_SUBMIT_ATTEMPTS, Submitter
+from bridge.terms import result_digest
 from tests.bridge.fakes import (
     CHAIN,
     CID,
     CONTRACT,
     FEE,
-    REQUEST_HASH,
+    LEASE,
+    OPERATOR,
+    OTHER_OPERATOR,
     FakeChain,
     FakeTxm,
     add_job,
@@ -24,10 +32,12 @@ from tests.bridge.fakes import (
     new_ledger,
     set_fields,
     states,
+    terms,
 )
 
-BINDING = REQUEST_HASH.removeprefix("0x")
 NOW = 1_700_000_000
+DEADLINE = NOW + 3600
+DIGEST = terms(deadline=DEADLINE).digest().hex()  # what every call quotes for these jobs
 
 
 class World:
@@ -35,17 +45,25 @@ class World:
         self.ledger = new_ledger(tmp_path)
         self.chain = FakeChain(timestamp=NOW)
         self.txm = FakeTxm()
-        self.submitter = Submitter(self.chain, self.txm, self.ledger, CHAIN)
+        self.claims = Claims(self.chain, self.txm, self.ledger, CHAIN, OPERATOR)
+        self.submitter = Submitter(self.chain, self.txm, self.ledger, CHAIN, self.claims)
 
-    def executed(self, job_id: int, deadline: int = NOW + 3600) -> str:
+    def executed(self, job_id: int, deadline: int = DEADLINE, result: str = "") -> str:
+        """A job we claimed and ran: its result (and small result, hex) is to be fulfilled."""
         added = add_job(self.ledger, job_id, deadline=deadline)
-        self.chain.request(job_id, deadline=deadline)
-        set_fields(self.ledger, job_id, state=JobState.EXECUTED, result_cid=CID, exit_code=0)
+        self.chain.claimed(job_id, deadline=deadline)
+        set_fields(self.ledger, job_id, state=JobState.EXECUTED, result_cid=CID, exit_code=0,
+                   lease_end=NOW + LEASE, result=result)
         return added.key
 
-    def rejected(self, job_id: int, reason: str) -> str:
-        added = add_job(self.ledger, job_id)
-        self.chain.request(job_id)
+    def rejected(self, job_id: int, reason: str, claimed: bool = True) -> str:
+        """A job to be failed: claimed by us (rejected after the claim), or never claimed."""
+        added = add_job(self.ledger, job_id, deadline=DEADLINE)
+        if claimed:
+            self.chain.claimed(job_id, deadline=DEADLINE)
+            set_fields(self.ledger, job_id, lease_end=NOW + LEASE)
+        else:
+            self.chain.request(job_id, deadline=DEADLINE)
         set_fields(self.ledger, job_id, state=JobState.REJECTED, reason=reason)
         return added.key
 
@@ -62,7 +80,7 @@ def test_an_executed_job_is_fulfilled(world: World) -> None:
 
     (tx,) = world.txm.txs
     assert (tx.idempotency_key, tx.to, tx.data, tx.max_cost) == (
-        f"fulfill:{key}:0", CONTRACT, f"fulfillJob(1,{BINDING},{CID},0)", str(FEE))
+        f"fulfill:{key}:0", CONTRACT, f"fulfillJob(1,{DIGEST},{CID},0,)", str(FEE))
     submitting = job(world.ledger, 1)
     assert (submitting.state, submitting.submit_tx_id) == (JobState.SUBMITTING, tx.id)
     assert world.submitter.submit_ready() == 0  # in flight: not recorded twice
@@ -84,7 +102,7 @@ def test_a_rejected_job_is_failed_on_chain_with_its_reason(world: World) -> None
 
     (tx,) = world.txm.txs
     assert (tx.idempotency_key, tx.data, tx.max_cost) == (
-        f"fail:{key}:0", f"failJob(1,{BINDING},image not found)", None)
+        f"fail:{key}:0", f"failJob(1,{DIGEST},image not found)", None)
     world.txm.mine(tx, succeeded=True)
     assert world.submitter.confirm() == 1
     assert job(world.ledger, 1).state == JobState.FAILED
@@ -205,3 +223,98 @@ def test_a_revert_because_the_chain_ended_the_job_closes_it(world: World) -> Non
     assert states(world.ledger) == {1: JobState.CLOSED}
     world.submitter.submit_ready()
     assert len(world.txm.txs) == 1
+
+
+# -- v2: claims, terms, batches -----------------------------------------------------------------
+
+
+def test_a_rejected_job_never_claimed_is_claimed_then_failed(world: World) -> None:
+    key = world.rejected(1, "invalid spec: not UTF-8 text", claimed=False)
+
+    world.submitter.submit_ready()
+
+    (claim,) = world.txm.txs
+    assert (claim.idempotency_key, claim.data) == (f"claim:{key}:0", f"claimJob(1,{DIGEST})")
+    assert job(world.ledger, 1).state == JobState.CLAIMING
+    world.txm.mine(claim, succeeded=True)
+    world.chain.claimed(1, deadline=DEADLINE)
+    assert world.claims.confirm() == 1
+    assert job(world.ledger, 1).state == JobState.REJECTED  # claimed: now it can be failed
+
+    world.submitter.submit_ready()
+
+    assert world.txm.txs[-1].data == f"failJob(1,{DIGEST},invalid spec: not UTF-8 text)"
+    assert events(world.ledger, 1)[-3:] == ["claiming", "claimed", "submitting"]
+
+
+def test_a_job_another_operator_took_over_is_closed_without_a_transaction(world: World) -> None:
+    world.executed(1)
+    world.chain.claimed(1, by=OTHER_OPERATOR, deadline=DEADLINE)  # our lease lapsed; reclaimed
+
+    world.submitter.submit_ready()
+
+    assert world.txm.txs == []
+    assert states(world.ledger) == {1: JobState.CLOSED}
+
+
+def test_several_results_go_in_one_batch_and_a_skipped_item_is_sent_again(world: World) -> None:
+    keys = [world.executed(i) for i in (1, 2, 3)]
+
+    assert world.submitter.submit_ready() == 3
+
+    (batch,) = world.txm.txs
+    assert batch.idempotency_key.startswith(BATCH_PREFIX)
+    assert batch.data == "fulfillBatch(" + ";".join(
+        f"{i},{DIGEST},{CID},0," for i in (1, 2, 3)) + ")"
+    assert batch.max_cost == str(3 * FEE)
+    assert {job(world.ledger, i).submit_tx_id for i in (1, 2, 3)} == {batch.id}
+
+    world.txm.mine(batch, succeeded=True)
+    for i in (1, 3):  # settled with our result; job 2 was skipped (still claimed by us)
+        world.chain.request(i, status=JobStatus.COMPLETED, digest=result_digest(CID, 0))
+    assert world.submitter.confirm() == 3
+
+    assert states(world.ledger) == {1: JobState.COMPLETED, 2: JobState.EXECUTED,
+                                    3: JobState.COMPLETED}
+    assert job(world.ledger, 2).submit_attempts == 1
+    world.submitter.submit_ready()
+    assert world.txm.txs[-1].idempotency_key == f"fulfill:{keys[1]}:1"  # alone now: one call
+
+
+def test_a_batch_item_completed_with_another_result_is_closed_as_completed(world: World) -> None:
+    world.executed(1)
+    world.executed(2)
+    world.submitter.submit_ready()
+    world.txm.mine(world.txm.txs[0], succeeded=True)
+    world.chain.request(1, status=JobStatus.COMPLETED, digest=result_digest(CID, 0))
+    world.chain.request(2, status=JobStatus.COMPLETED, digest=result_digest("other", 1))
+
+    world.submitter.confirm()
+
+    assert states(world.ledger) == {1: JobState.COMPLETED, 2: JobState.COMPLETED}
+    assert events(world.ledger, 1)[-1] == "fulfilled"
+    assert events(world.ledger, 2)[-1] == "closed"  # not by us: no fulfilment recorded as ours
+
+
+def test_fulfill_job_passes_the_small_result(world: World) -> None:
+    world.executed(1, result=b"42\n".hex())
+    assert world.submitter.submit_ready() == 1
+    (tx,) = world.txm.txs
+    assert tx.data == f"fulfillJob(1,{DIGEST},{CID},0,{b'42'.hex()}0a)"
+
+
+def test_a_batch_passes_each_result_and_checks_it_in_the_digest(world: World) -> None:
+    world.executed(1, result="01")
+    world.executed(2)  # none: empty bytes, as before
+    world.submitter.submit_ready()
+    (batch,) = world.txm.txs
+    assert batch.data == f"fulfillBatch(1,{DIGEST},{CID},0,01;2,{DIGEST},{CID},0,)"
+
+    world.txm.mine(batch, succeeded=True)
+    world.chain.request(1, status=JobStatus.COMPLETED, digest=result_digest(CID, 0, b"\x01"))
+    world.chain.request(2, status=JobStatus.COMPLETED, digest=result_digest(CID, 0, b"\x01"))
+    world.submitter.confirm()
+    assert states(world.ledger) == {1: JobState.COMPLETED, 2: JobState.COMPLETED}
+    assert job(world.ledger, 1).submit_tx == batch.tx_hash
+    assert events(world.ledger, 1)[-1] == "fulfilled"
+    assert events(world.ledger, 2)[-1] == "closed"  # completed with another result: not by us

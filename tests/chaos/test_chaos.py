@@ -8,10 +8,11 @@ import random
 import threading
 import time
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bridge.chain import JobStatus
-from bridge.ledger import Ledger, Transaction, TxStatus
+from bridge.ledger import JobEvent, Ledger
+from bridge.timeline import EventKind
 from devstack.images import BUSYBOX_IMAGE
 from devstack.stack import DevStack
 from protocol.spec import JobSpec
@@ -34,8 +35,8 @@ def assert_each_fulfilled_once(requester: Requester, stack: DevStack, jobs: dict
         assert outcome.job.status == JobStatus.COMPLETED, (job_id, outcome.reason)
         assert len(outcome.completed) == 1, f"job {job_id} fulfilled {len(outcome.completed)}×"
         assert requester.result_file(outcome.job.result_cid, "stdout") == f"job-{n}\n"
-    # the bridge's own books agree: one successful fulfilment transaction per job, once it has
-    # seen the receipts (it may lag the chain by a loop)
+    # the bridge's own books agree: one confirmed fulfilment per job, once it has seen the
+    # receipts (it may lag the chain by a loop)
     ledger = Ledger(stack.env["COD_LEDGER_URL"], migrate=False)
     deadline = time.monotonic() + 60
     while True:
@@ -47,15 +48,12 @@ def assert_each_fulfilled_once(requester: Requester, stack: DevStack, jobs: dict
 
 
 def fulfilments_in_ledger(ledger: Ledger) -> dict[int, int]:
+    """Per job, how many confirmed fulfilments the bridge recorded (`fulfilled` events: one per
+    confirmed fulfillJob, or per job of a confirmed fulfillBatch that settled it)."""
     with ledger.session() as s:
-        sent = list(s.scalars(select(Transaction).where(
-            Transaction.idempotency_key.like("fulfill:%"),
-            Transaction.status == TxStatus.CONFIRMED, Transaction.succeeded.is_(True))))
-    per_job: dict[int, int] = {}
-    for tx in sent:
-        job_id = int(tx.idempotency_key.split(":")[3])
-        per_job[job_id] = per_job.get(job_id, 0) + 1
-    return per_job
+        rows = s.execute(select(JobEvent.job_id, func.count()).where(
+            JobEvent.kind == EventKind.FULFILLED).group_by(JobEvent.job_id))
+        return {int(job_id): int(count) for job_id, count in rows}
 
 
 def test_bridge_killed_at_random_points(chaos_stack: DevStack, chaos_requester: Requester

@@ -44,7 +44,7 @@ RUN = ("docker", "run", BUSYBOX_IMAGE, "--", "true")
     (("job", "run", "nope.yaml"), {}, 2, "no such job file: nope.yaml"),
     (("job", "run", "bad.yaml"), {}, 2, "not valid YAML or JSON"),
     (("job", "run", "templated.yaml"), {}, 2, "template variable 'who' has no value"),
-    (("job", "run", "count.yaml"), {}, 2, "Count: 2: a cod job runs once"),
+    (("job", "run", "count.yaml"), {}, 2, "Count: 8: the replicas of a job are a whole number 1..7"),
     (("job", "run", "s3.yaml"), {}, 2, "InputSources[0].Source.Type: 's3'"),
 ])
 def test_error_line_and_exit_code(cod: Cod, tmp_path: Path, requester: Requester,
@@ -54,7 +54,7 @@ def test_error_line_and_exit_code(cod: Cod, tmp_path: Path, requester: Requester
     (tmp_path / "bad.yaml").write_text("image: [unclosed\n")
     (tmp_path / "templated.yaml").write_text("image: {{.who}}\n")
     (tmp_path / "count.yaml").write_text(
-        "Type: batch\nCount: 2\nTasks: [{Engine: {Type: docker, Params: {Image: x}}}]\n")
+        "Type: batch\nCount: 8\nTasks: [{Engine: {Type: docker, Params: {Image: x}}}]\n")
     (tmp_path / "s3.yaml").write_text(
         "Type: batch\nTasks:\n- Engine: {Type: docker, Params: {Image: x}}\n"
         "  InputSources: [{Target: /in, Source: {Type: s3, Params: {Bucket: b}}}]\n")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 from eth_account import Account
 from web3 import Web3
 
+from bridge.chain import load_artifact
 from devstack.images import BUSYBOX_IMAGE
 from devstack.stack import DevStack, dev_key
 from tests.cli.conftest import Cod
@@ -18,7 +20,7 @@ from tests.e2e.client import Requester
 SCRIPT = "echo out line; echo err line >&2; echo result > /outputs/file.txt"
 
 
-def test_describe_logs_and_get_round_trip(cod: Cod, tmp_path: Path) -> None:
+def test_describe_logs_and_get_round_trip(cod: Cod, tmp_path: Path, stack: DevStack) -> None:
     ran = cod("docker", "run", "--id-only", BUSYBOX_IMAGE, "--", "sh", "-c", SCRIPT).ok()
     job_id = int(ran.stdout.strip())
 
@@ -37,6 +39,12 @@ def test_describe_logs_and_get_round_trip(cod: Cod, tmp_path: Path) -> None:
     assert as_yaml == detail
     table = cod("job", "describe", str(job_id)).ok().stdout
     assert f"Result CID:   {detail['resultCid']}" in table and "Timeline:" in table
+    # the network: the stack's bridge operator claimed it (JobClaimed), alone (replicas 1)
+    operator = Account.from_key(stack.oracle_key).address
+    assert f"claimed by {operator} (lease until " in table
+    assert "replicas 1, lease 900 s, claimers: any staked operator" in table
+    assert [o["operator"] for o in detail["operators"]] == [operator]
+    assert detail["operators"][0]["lapsed"] is False and detail["replicas"] == 1
 
     logs = cod("job", "logs", str(job_id)).ok()
     assert logs.stdout == "out line\n" and logs.stderr == "err line\n"
@@ -58,7 +66,37 @@ def test_describe_without_a_ledger_uses_chain_data_alone(cod: Cod) -> None:
     detail = json.loads(ran.ok().stdout)
     assert detail["status"] == "completed" and detail["bridgeState"] is None
     assert {e["source"] for e in detail["timeline"]} == {"chain"}
-    assert [e["event"] for e in detail["timeline"]] == ["requested", "completed"]
+    assert [e["event"] for e in detail["timeline"]] == ["requested", "claimed", "completed"]
+
+
+def test_run_with_request_options_goes_through_request_job_with(cod: Cod, stack: DevStack
+                                                                 ) -> None:
+    dry = cod("docker", "run", "--dry-run", "--replicas", "1", "--lease", "120", BUSYBOX_IMAGE,
+              "--", "true").ok()
+    assert "request: replicas 1, lease 120 s, claimers any staked operator (requestJobWith)" \
+        in dry.stderr
+    ran = cod("docker", "run", "--replicas", "1", "--lease", "120", BUSYBOX_IMAGE, "--", "sh",
+              "-c", "echo leased").ok()
+    job_id = int(re.findall(r"Job (\d+) requested", ran.stdout)[0])
+    assert "; replicas 1, lease 120 s, claimers any staked operator (requestJobWith)" in ran.stdout
+    detail = json.loads(cod("job", "describe", str(job_id), "--output", "json").ok().stdout)
+    assert detail["status"] == "completed" and detail["exitCode"] == 0
+    assert (detail["replicas"], detail["leaseSeconds"], detail["restricted"]) == (1, 120, False)
+    w3 = Web3(Web3.HTTPProvider(stack.env["COD_RPC_URL"]))
+    sent = bytes(w3.eth.get_transaction(detail["requestTx"])["input"])
+    manager = w3.eth.contract(abi=load_artifact("JobManager")["abi"])
+    name, args = manager.decode_function_input(sent)
+    opts = dict(args["opts"])
+    assert name.fn_name == "requestJobWith"
+    assert (opts["replicas"], opts["lease"], list(opts["claimers"])) == (1, 120, [])
+    claimed = next(e for e in detail["timeline"] if e["event"] == "claimed")
+    operator = Account.from_key(stack.oracle_key).address
+    assert claimed["source"] == "chain" and f"by {operator}, lease until" in claimed["detail"]
+    lease_end = datetime.fromisoformat(detail["operators"][0]["leaseEnd"])
+    claimed_at = datetime.fromisoformat(claimed["at"])
+    assert 110 <= (lease_end - claimed_at).total_seconds() <= 121  # its own lease, not 900 s
+    refused = cod("docker", "run", "--replicas", "8", BUSYBOX_IMAGE, "--", "true")
+    assert refused.code == 2 and "replicas must be 1..7, got 8" in refused.error_line()
 
 
 def test_job_list_filters_and_pages(cod: Cod, requester: Requester) -> None:

@@ -55,27 +55,25 @@ describe("FanOutConsumer", function () {
     for (let i = 0; i < 3; i++) {
       await expect(tx)
         .to.emit(manager, "JobRequested")
-        .withArgs(BigInt(i + 1), addr, addr, MAP_PREFIX + INPUTS[i] + MAP_SUFFIX, H.MIN_FEE, (d) => d > 0n, 1_000_000n,
-          H.requestHash(BigInt(i + 1), addr, addr, MAP_PREFIX + INPUTS[i] + MAP_SUFFIX, H.MIN_FEE, 1_000_000n));
+        .withArgs(BigInt(i + 1), addr, addr, H.termsLike(BigInt(i + 1), addr, addr, MAP_PREFIX + INPUTS[i] + MAP_SUFFIX, H.MIN_FEE, 1_000_000n), MAP_PREFIX + INPUTS[i] + MAP_SUFFIX);
     }
     expect(await fanOut.reserved()).to.equal(H.MIN_FEE);
 
     // results arrive out of order; only the last one triggers the combine job
-    await expect(manager.connect(oracle).fulfillJob(3n, await H.rh(manager, 3n), mapCid(2), 0))
+    await expect(H.fulfil(manager, oracle, 3n, mapCid(2), 0))
       .to.emit(fanOut, "MapCompleted")
       .withArgs(1n, 2n, 3n, mapCid(2), 0)
       .and.not.to.emit(fanOut, "CombineRequested");
-    await manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), mapCid(0), 0);
-    const last = manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), mapCid(1), 0);
+    await H.fulfil(manager, oracle, 1n, mapCid(0), 0);
+    const last = H.fulfil(manager, oracle, 2n, mapCid(1), 0);
     const combineSpec = COMBINE_PREFIX + entries([mapCid(0), mapCid(1), mapCid(2)]) + COMBINE_SUFFIX;
     await expect(last).to.emit(fanOut, "CombineRequested").withArgs(1n, 4n);
-    await expect(last).to.emit(manager, "JobRequested").withArgs(4n, addr, addr, combineSpec, H.MIN_FEE, (d) => d > 0n,
-      1_000_000n, H.requestHash(4n, addr, addr, combineSpec, H.MIN_FEE, 1_000_000n));
+    await expect(last).to.emit(manager, "JobRequested").withArgs(4n, addr, addr, H.termsLike(4n, addr, addr, combineSpec, H.MIN_FEE, 1_000_000n), combineSpec);
     await expect(last).not.to.emit(manager, "CallbackFailed");
     JSON.parse(combineSpec); // the combine spec is valid JSON
     expect(await fanOut.reserved()).to.equal(0n);
 
-    await expect(manager.connect(oracle).fulfillJob(4n, await H.rh(manager, 4n), H.CID_2, 0))
+    await expect(H.fulfil(manager, oracle, 4n, H.CID_2, 0))
       .to.emit(fanOut, "BatchCompleted")
       .withArgs(1n, H.CID_2);
     const batch = await fanOut.getBatch(1n);
@@ -89,8 +87,8 @@ describe("FanOutConsumer", function () {
     const { manager, fanOut, oracle } = await loadFixture(defaultFixture);
     const inputs = Array.from({ length: 16 }, (_, i) => mapCid(i));
     await fanOut.start(inputs, { value: 17n * H.MIN_FEE });
-    for (let i = 1; i <= 15; i++) await manager.connect(oracle).fulfillJob(BigInt(i), await H.rh(manager, BigInt(i)), mapCid(100 + i), 0);
-    await expect(manager.connect(oracle).fulfillJob(16n, await H.rh(manager, 16n), mapCid(116), 0))
+    for (let i = 1; i <= 15; i++) await H.fulfil(manager, oracle, BigInt(i), mapCid(100 + i), 0);
+    await expect(H.fulfil(manager, oracle, 16n, mapCid(116), 0))
       .to.emit(fanOut, "CombineRequested")
       .withArgs(1n, 17n);
   });
@@ -113,12 +111,12 @@ describe("FanOutConsumer", function () {
 
   it("fails the batch on a non-zero map exit and ignores late map results", async function () {
     const { manager, fanOut, oracle } = await loadFixture(startedFixture);
-    await expect(manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), mapCid(0), 1))
+    await expect(H.fulfil(manager, oracle, 1n, mapCid(0), 1))
       .to.emit(fanOut, "BatchFailed")
       .withArgs(1n, 1n, "map job exited with a non-zero code");
     expect(await fanOut.reserved()).to.equal(0n);
-    await manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), mapCid(1), 0);
-    const late = manager.connect(oracle).fulfillJob(3n, await H.rh(manager, 3n), mapCid(2), 0);
+    await H.fulfil(manager, oracle, 2n, mapCid(1), 0);
+    const late = H.fulfil(manager, oracle, 3n, mapCid(2), 0);
     await expect(late).to.emit(fanOut, "MapCompleted").and.not.to.emit(fanOut, "CombineRequested");
     await expect(late).not.to.emit(manager, "CallbackFailed");
     expect((await fanOut.getBatch(1n)).status).to.equal(4n);
@@ -126,22 +124,22 @@ describe("FanOutConsumer", function () {
 
   it("fails the batch on an implausible map result CID", async function () {
     const { manager, fanOut, oracle } = await loadFixture(startedFixture);
-    await expect(manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), '"},{"source":"https://evil', 0))
+    await expect(H.fulfil(manager, oracle, 2n, '"},{"source":"https://evil', 0))
       .to.emit(fanOut, "BatchFailed")
       .withArgs(1n, 2n, "map result CID rejected");
   });
 
   it("fails the batch when a map or the combine job is failed by the oracle", async function () {
     const { manager, fanOut, oracle } = await loadFixture(startedFixture);
-    await expect(manager.connect(oracle).failJob(2n, await H.rh(manager, 2n), "input not found"))
+    await expect(H.fail(manager, oracle, 2n, "input not found"))
       .to.emit(fanOut, "BatchFailed")
       .withArgs(1n, 2n, "input not found");
     // a second failure in a failed batch is ignored
-    await expect(manager.connect(oracle).failJob(3n, await H.rh(manager, 3n), "also")).not.to.emit(fanOut, "BatchFailed");
+    await expect(H.fail(manager, oracle, 3n, "also")).not.to.emit(fanOut, "BatchFailed");
 
     await fanOut.start([H.CID_IN], { value: 2n * H.MIN_FEE }); // batch 2: job 4, combine 5
-    await manager.connect(oracle).fulfillJob(4n, await H.rh(manager, 4n), mapCid(0), 0);
-    await expect(manager.connect(oracle).failJob(5n, await H.rh(manager, 5n), "combine broke"))
+    await H.fulfil(manager, oracle, 4n, mapCid(0), 0);
+    await expect(H.fail(manager, oracle, 5n, "combine broke"))
       .to.emit(fanOut, "BatchFailed")
       .withArgs(2n, 5n, "combine broke");
   });
@@ -149,8 +147,8 @@ describe("FanOutConsumer", function () {
   it("fails the batch on a non-zero combine exit, recording its CID", async function () {
     const { manager, fanOut, oracle } = await loadFixture(defaultFixture);
     await fanOut.start([H.CID_IN], { value: 2n * H.MIN_FEE });
-    await manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), mapCid(0), 0);
-    await expect(manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), H.CID_2, 3))
+    await H.fulfil(manager, oracle, 1n, mapCid(0), 0);
+    await expect(H.fulfil(manager, oracle, 2n, H.CID_2, 3))
       .to.emit(fanOut, "BatchFailed")
       .withArgs(1n, 2n, "combine job exited with a non-zero code");
     expect((await fanOut.getBatch(1n)).finalCid).to.equal(H.CID_2);
@@ -160,7 +158,7 @@ describe("FanOutConsumer", function () {
     const { manager, fanOut, oracle, owner } = await loadFixture(defaultFixture);
     await fanOut.start([H.CID_IN], { value: 2n * H.MIN_FEE });
     await manager.connect(owner).pause();
-    await expect(manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), mapCid(0), 0))
+    await expect(H.fulfil(manager, oracle, 1n, mapCid(0), 0))
       .to.emit(fanOut, "BatchFailed")
       .withArgs(1n, 0n, "combine request rejected");
   });
@@ -171,31 +169,31 @@ describe("FanOutConsumer", function () {
     await manager.connect(stranger).requestJob(H.typicalSpec(), addr, 300_000, { value: H.MIN_FEE });
     await manager.connect(stranger).requestJob(H.typicalSpec(), addr, 300_000, { value: H.MIN_FEE });
     const unknown = (id) => fanOut.interface.encodeErrorResult("JobConsumerUnknownJob", [id]);
-    await expect(manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 0)).to.emit(manager, "CallbackFailed").withArgs(1n, unknown(1n));
-    await expect(manager.connect(oracle).failJob(2n, await H.rh(manager, 2n), "x")).to.emit(manager, "CallbackFailed").withArgs(2n, unknown(2n));
+    await expect(H.fulfil(manager, oracle, 1n, H.CID_1, 0)).to.emit(manager, "CallbackFailed").withArgs(1n, unknown(1n));
+    await expect(H.fail(manager, oracle, 2n, "x")).to.emit(manager, "CallbackFailed").withArgs(2n, unknown(2n));
   });
 
   it("cancels stalled jobs after the deadline and marks the batch failed", async function () {
     const { manager, fanOut, oracle } = await loadFixture(startedFixture);
-    await manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), mapCid(0), 0);
-    await expect(fanOut.cancelStalled(1n)).to.be.revertedWithCustomError(manager, "JobManagerDeadlineNotReached");
+    await H.fulfil(manager, oracle, 1n, mapCid(0), 0);
+    await expect(fanOut.cancelStalled(1n, await H.termsList(manager, [1n, 2n, 3n, 4n].slice(0, Number(await manager.nextJobId()) - 1)))).to.be.revertedWithCustomError(manager, "JobManagerDeadlineNotReached");
     await time.increase(H.JOB_WINDOW + 1n);
-    const tx = fanOut.cancelStalled(1n);
+    const tx = fanOut.cancelStalled(1n, await H.termsList(manager, [1n, 2n, 3n, 4n].slice(0, Number(await manager.nextJobId()) - 1)));
     await expect(tx).to.emit(fanOut, "BatchFailed").withArgs(1n, 0n, "cancelled after deadline");
     await expect(tx).to.emit(manager, "JobCancelled").withArgs(2n);
     await expect(tx).to.emit(manager, "JobCancelled").withArgs(3n);
     expect(await fanOut.reserved()).to.equal(0n);
     await expect(fanOut.claimRefunds()).to.changeEtherBalance(fanOut, 2n * H.MIN_FEE);
     // idempotent: nothing left to cancel
-    await expect(fanOut.cancelStalled(1n)).not.to.emit(manager, "JobCancelled");
+    await expect(fanOut.cancelStalled(1n, await H.termsList(manager, [1n, 2n, 3n, 4n].slice(0, Number(await manager.nextJobId()) - 1)))).not.to.emit(manager, "JobCancelled");
   });
 
   it("cancels a stalled combine job", async function () {
     const { manager, fanOut, oracle } = await loadFixture(defaultFixture);
     await fanOut.start([H.CID_IN], { value: 2n * H.MIN_FEE });
-    await manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), mapCid(0), 0);
+    await H.fulfil(manager, oracle, 1n, mapCid(0), 0);
     await time.increase(H.JOB_WINDOW + 1n);
-    await expect(fanOut.cancelStalled(1n)).to.emit(manager, "JobCancelled").withArgs(2n);
+    await expect(fanOut.cancelStalled(1n, await H.termsList(manager, [1n, 2n, 3n, 4n].slice(0, Number(await manager.nextJobId()) - 1)))).to.emit(manager, "JobCancelled").withArgs(2n);
     expect((await fanOut.getBatch(1n)).status).to.equal(4n);
   });
 
@@ -203,16 +201,16 @@ describe("FanOutConsumer", function () {
     const { manager, fanOut, oracle } = await loadFixture(defaultFixture);
     const reason = "r".repeat(1024); // MAX_REASON_BYTES
     await fanOut.start(INPUTS, { value: 4n * H.MIN_FEE }); // batch 1: jobs 1-3
-    await expect(manager.connect(oracle).failJob(2n, await H.rh(manager, 2n), reason, { gasLimit: 1_000_000 }))
+    await expect(H.fail(manager, oracle, 2n, reason, { gasLimit: 1_000_000 }))
       .to.emit(fanOut, "BatchFailed")
       .withArgs(1n, 2n, reason)
       .and.not.to.emit(manager, "CallbackFailed");
     // a later failure of the failed batch is ignored, also within the cap
-    await expect(manager.connect(oracle).failJob(3n, await H.rh(manager, 3n), reason, { gasLimit: 1_000_000 }))
+    await expect(H.fail(manager, oracle, 3n, reason, { gasLimit: 1_000_000 }))
       .not.to.emit(manager, "CallbackFailed");
     await fanOut.start([H.CID_IN], { value: 2n * H.MIN_FEE }); // batch 2: job 4, combine 5
-    await manager.connect(oracle).fulfillJob(4n, await H.rh(manager, 4n), mapCid(0), 0);
-    await expect(manager.connect(oracle).failJob(5n, await H.rh(manager, 5n), reason, { gasLimit: 1_000_000 }))
+    await H.fulfil(manager, oracle, 4n, mapCid(0), 0);
+    await expect(H.fail(manager, oracle, 5n, reason, { gasLimit: 1_000_000 }))
       .to.emit(fanOut, "BatchFailed")
       .withArgs(2n, 5n, reason)
       .and.not.to.emit(manager, "CallbackFailed");

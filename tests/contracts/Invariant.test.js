@@ -1,15 +1,14 @@
-// Property test: random sequences of operations — requests (from EOAs and from a chaining consumer
-// contract, including requests made inside callbacks), fulfilments, failures, cancellations,
-// withdrawals, refunds claimed by a consumer, fee and pause changes, and time travel — keep, after
-// every operation:
-//   balance(JobManager) == totalEscrowed + sum(withdrawable)
-//   totalEscrowed       == sum of the fees of Requested jobs
-//   withdrawable[a]     == what the fee rules give a, for every account a
-// (each job's failure split uses the failureFee in force when it was requested; callback gas is
-// priced, so some random requests pay too little and must revert), and every JobRequested carries
-// the requestHash the model computes, every JobCompleted / JobFailed the oracle that sent it.
-// The model computes the money on its own from the fee rules; the chain's events only say which
-// jobs changed. A reverted operation must change nothing.
+// Property test (JobManager v2): random sequences of operations — requests (from EOAs and from a
+// chaining consumer contract, including requests made inside callbacks), claims (including
+// take-overs of lapsed leases, which slash the lapsed operator to the requester), fulfilments,
+// failures, cancellations (which slash a lapsed claimer too), withdrawals, refunds claimed by a
+// consumer, penalty and pause changes, and time travel — keep, after every operation:
+//   balance(JobManager) == sum(fees of open jobs) + sum(stakes) + sum(withdrawable)
+//   withdrawable[a]     == what the fee and slashing rules give a, for every account a
+//   stake[o]            == what the slashing rules leave o, for every operator o
+// and every JobCompleted / JobFailed names the claimer that sent it, and a job settles once.
+// The model computes the money on its own from the rules; the chain's events only say which jobs
+// changed. A reverted operation must change nothing.
 const { expect } = require("chai");
 const { ethers } = require("hardhat");
 const { time } = require("@nomicfoundation/hardhat-network-helpers");
@@ -29,10 +28,7 @@ function prng(seed) {
 
 const SEEDS = (process.env.COD_INVARIANT_SEEDS || "1,2,3").split(",").map(Number);
 const OPS = Number(process.env.COD_INVARIANT_OPS || 300);
-const REQUESTED = 1n;
-const COMPLETED = 2n;
-const FAILED = 3n;
-const CANCELLED = 4n;
+const { Requested: REQUESTED, Claimed: CLAIMED, Completed: COMPLETED, Failed: FAILED, Cancelled: CANCELLED } = H.S;
 
 describe("JobManager invariant (random operation sequences)", function () {
   for (const seed of SEEDS) {
@@ -40,13 +36,11 @@ describe("JobManager invariant (random operation sequences)", function () {
       const rand = prng(seed);
       const pick = (xs) => xs[Math.floor(rand() * xs.length)];
       const gasPrice = 10n ** 9n; // 1 gwei per callback gas: 50k gas adds 5e13 wei to the fee
-      const { manager, owner, oracle, oracle2 } = await H.deployManager(gasPrice);
-      await manager.connect(owner).setOracle(oracle2.address, true);
-      await time.increase(await manager.ORACLE_DELAY());
-      await manager.activateOracle(oracle2.address);
+      const { manager, owner, oracle, oracle2 } = await H.deployManager(gasPrice, true);
+      await manager.connect(owner).setDefaultLease(300); // leases lapse within the time warps
       const managerAddr = await manager.getAddress();
       const signers = await ethers.getSigners();
-      const requesters = signers.slice(5, 9);
+      const requesters = signers.slice(6, 10);
       const oracles = [oracle, oracle2];
       const consumers = [
         ethers.ZeroAddress,
@@ -61,17 +55,18 @@ describe("JobManager invariant (random operation sequences)", function () {
       const pipelineAddr = await pipeline.getAddress();
 
       // the model
-      const jobs = new Map(); // id → {requester, fee, failureFee, status}
-      const owed = new Map(); // account → wei the fee rules say it can withdraw
-      let failureFee = 0n;
+      const jobs = new Map(); // id → {terms, requester, fee, status, claimer}
+      const owed = new Map(); // account → wei the rules say it can withdraw
+      const stake = new Map(oracles.map((o) => [o.address, H.MIN_STAKE]));
+      let lapsePenalty = await manager.lapsePenalty();
       const credit = (account, amount) => owed.set(account, (owed.get(account) || 0n) + amount);
       const accounts = [...requesters, ...oracles].map((s) => s.address).concat(pipelineAddr);
       const counts = {
-        request: 0, fulfil: 0, fail: 0, cancel: 0, withdraw: 0, chained: 0, pipelineCancel: 0,
-        claimRefunds: 0, failureFee: 0, pause: 0, warp: 0, reverted: 0,
+        request: 0, claim: 0, takeover: 0, fulfil: 0, fail: 0, cancel: 0, withdraw: 0, chained: 0,
+        pipelineCancel: 0, claimRefunds: 0, penalties: 0, pause: 0, warp: 0, reverted: 0,
       };
 
-      /** Applies the fee rules to the jobs the receipt's events say changed. */
+      /** Applies the rules to the jobs the receipt's events say changed. */
       async function apply(receipt, sender) {
         for (const log of receipt.logs) {
           if (log.address !== managerAddr) continue;
@@ -80,25 +75,47 @@ describe("JobManager invariant (random operation sequences)", function () {
           const id = ev.args.jobId;
           if (ev.name === "JobRequested") {
             expect(jobs.has(id)).to.equal(false);
-            const { requester, consumer, spec, fee, callbackGasLimit } = ev.args;
-            expect(fee).to.be.gte(await manager.quoteFee(consumer, callbackGasLimit), "fee below the quote");
-            expect(ev.args.requestHash).to.equal(H.requestHash(id, requester, consumer, spec, fee, callbackGasLimit));
-            jobs.set(id, { requester, fee, failureFee, status: REQUESTED });
-            if (ev.args.requester === pipelineAddr && receipt.to === managerAddr) counts.chained++;
+            const terms = H.plain(ev.args.terms);
+            const [requester, consumer, fee, , callbackGasLimit] = terms;
+            expect(fee).to.be.gte(await manager.quoteFee(consumer, callbackGasLimit, 1), "fee below the quote");
+            expect(terms[8]).to.equal(H.requestHash(id, ev.args.spec));
+            jobs.set(id, { terms, requester, fee, status: REQUESTED, claimer: null });
+            if (requester === pipelineAddr && receipt.to === managerAddr) counts.chained++;
+            continue;
+          }
+          if (ev.name === "Slashed") {
+            const job = jobs.get(id);
+            const before = stake.get(ev.args.operator);
+            expect(ev.args.amount).to.equal(before < lapsePenalty ? before : lapsePenalty, "slash amount");
+            expect(ev.args.reason).to.equal(1n);
+            expect(ev.args.operator).to.equal(job.claimer, "slashed another than the lapsed claimer");
+            stake.set(ev.args.operator, before - ev.args.amount);
+            credit(job.requester, ev.args.amount);
+            continue;
+          }
+          if (ev.name === "JobClaimed") {
+            const job = jobs.get(id);
+            expect([REQUESTED, CLAIMED]).to.include(job.status);
+            if (job.status === CLAIMED) counts.takeover++;
+            job.status = CLAIMED;
+            job.claimer = ev.args.operator;
+            job.leaseEnd = ev.args.leaseEnd;
+            expect(ev.args.operator).to.equal(sender);
             continue;
           }
           if (!["JobCompleted", "JobFailed", "JobCancelled"].includes(ev.name)) continue;
           const job = jobs.get(id);
-          expect(job.status).to.equal(REQUESTED, `job ${id} settled twice`);
-          if (ev.name !== "JobCancelled") expect(ev.args.oracle).to.equal(sender, "event names another oracle");
+          expect([REQUESTED, CLAIMED]).to.include(job.status, `job ${id} settled twice`);
+          if (ev.name !== "JobCancelled") {
+            expect(ev.args.operator).to.equal(sender, "event names another operator");
+            expect(job.claimer).to.equal(sender, "settled by another than its claimer");
+          }
           if (ev.name === "JobCompleted") {
             job.status = COMPLETED;
             credit(sender, job.fee);
           } else if (ev.name === "JobFailed") {
             job.status = FAILED;
-            const share = job.failureFee; // fixed at request, never above the fee
-            credit(sender, share);
-            credit(job.requester, job.fee - share);
+            credit(job.requester, job.fee);
           } else {
             job.status = CANCELLED;
             credit(job.requester, job.fee);
@@ -121,10 +138,14 @@ describe("JobManager invariant (random operation sequences)", function () {
           expect(w).to.equal(owed.get(a) || 0n, `withdrawable(${a})`);
           sumWithdrawable += w;
         }
-        const escrowed = await manager.totalEscrowed();
-        const expectedEscrow = [...jobs.values()].filter((j) => j.status === REQUESTED).reduce((s, j) => s + j.fee, 0n);
-        expect(escrowed).to.equal(expectedEscrow);
-        expect(await ethers.provider.getBalance(managerAddr)).to.equal(escrowed + sumWithdrawable);
+        let sumStakes = 0n;
+        for (const [a, st] of stake) {
+          expect((await manager.getOperator(a)).stake).to.equal(st, `stake(${a})`);
+          sumStakes += st;
+        }
+        const escrow = [...jobs.values()].filter((j) => j.status === REQUESTED || j.status === CLAIMED)
+          .reduce((s, j) => s + j.fee, 0n);
+        expect(await ethers.provider.getBalance(managerAddr)).to.equal(escrow + sumStakes + sumWithdrawable);
         expect(await manager.nextJobId()).to.equal(BigInt(jobs.size + 1));
       }
 
@@ -141,46 +162,64 @@ describe("JobManager invariant (random operation sequences)", function () {
         }
       }
 
-      const openJob = () => {
+      // mostly jobs in the wanted states and before their deadline; sometimes any job at all
+      const openJob = async (states = [REQUESTED, CLAIMED], extra = () => true) => {
+        const now = BigInt(await time.latest());
         const all = [...jobs.entries()];
-        const open = all.filter(([, j]) => j.status === REQUESTED);
+        const open = all.filter(([, j]) => states.includes(j.status) && j.terms[3] > now && extra(j, now));
         const [id] = open.length && rand() < 0.9 ? pick(open) : pick(all);
         return id;
       };
+      const signerOf = (address) => signers.find((s) => s.address === address);
 
       for (let i = 0; i < OPS; i++) {
         const r = rand();
-        if (r < 0.25 || jobs.size === 0) {
+        if (r < 0.16 || jobs.size === 0) {
           const who = pick(requesters);
           const fee = H.MIN_FEE + BigInt(Math.floor(rand() * 1000)) * 10n ** 12n;
           const consumer = pick(consumers);
           if (await attempt(who, () => manager.connect(who).requestJob("{}", consumer, 50_000, { value: fee }))) {
             counts.request++;
           }
-        } else if (r < 0.32) {
+        } else if (r < 0.24) {
           const who = pick(requesters);
           if (await attempt(who, () => pipeline.connect(who).start(H.CID_IN, { value: 2n * stageFee }))) counts.request++;
-        } else if (r < 0.5) {
-          const who = pick(oracles);
-          const id = openJob();
-          if (await attempt(who, async () => manager.connect(who).fulfillJob(id, await H.rh(manager, id), H.CID_1, rand() < 0.8 ? 0 : 1))) counts.fulfil++;
-        } else if (r < 0.6) {
-          const who = pick(oracles);
-          const id = openJob();
-          if (await attempt(who, async () => manager.connect(who).failJob(id, await H.rh(manager, id), "no"))) counts.fail++;
-        } else if (r < 0.7) {
-          const id = openJob();
+        } else if (r < 0.4) {
+          let who = pick(oracles);
+          const c = rand();
+          const id = c < 0.4 ? await openJob([REQUESTED])
+            : c < 0.6 ? await openJob([REQUESTED], (j) => j.requester === pipelineAddr)
+              : await openJob([CLAIMED], (j, now) => j.leaseEnd < now); // a lapsed lease: take it over
+          const holder = jobs.get(id).claimer;
+          if (holder === who.address && rand() < 0.9) who = oracles.find((o) => o.address !== holder);
+          if (await attempt(who, () => manager.connect(who).claimJob(id, jobs.get(id).terms))) counts.claim++;
+        } else if (r < 0.52) {
+          const id = await openJob([CLAIMED]);
+          const holder = jobs.get(id).claimer;
+          const sender = holder && rand() < 0.85 ? signerOf(holder) : pick(oracles);
+          if (await attempt(sender, () => manager.connect(sender).fulfillJob(id, jobs.get(id).terms, H.CID_1,
+            rand() < 0.8 ? 0 : 1, rand() < 0.5 ? "0x" : "0x2a"))) counts.fulfil++;
+        } else if (r < 0.58) {
+          const id = await openJob([CLAIMED]);
+          const holder = jobs.get(id).claimer;
+          const sender = holder && rand() < 0.85 ? signerOf(holder) : pick(oracles);
+          if (await attempt(sender, () => manager.connect(sender).failJob(id, jobs.get(id).terms, "no"))) counts.fail++;
+        } else if (r < 0.66) {
+          const id = [...jobs.keys()][Math.floor(rand() * jobs.size)];
           const who = rand() < 0.85 ? signers.find((s) => s.address === jobs.get(id).requester) || pick(requesters) : pick(requesters);
-          if (await attempt(who, () => manager.connect(who).cancelJob(id))) counts.cancel++;
-        } else if (r < 0.74) {
+          if (await attempt(who, () => manager.connect(who).cancelJob(id, jobs.get(id).terms))) counts.cancel++;
+        } else if (r < 0.7) {
           const who = pick(requesters);
           const runs = await pipeline.runCount();
           const runId = runs === 0n ? 1n : BigInt(1 + Math.floor(rand() * Number(runs)));
-          if (await attempt(who, () => pipeline.connect(who).cancelStalled(runId))) counts.pipelineCancel++;
-        } else if (r < 0.77) {
+          const run = runs === 0n ? null : await pipeline.getRun(runId);
+          const jobId = run ? (run.status === 2n ? run.stage2JobId : run.stage1JobId) : 0n;
+          const terms = jobs.has(jobId) ? jobs.get(jobId).terms : H.plain(Array(9).fill(0)).map((x, k) => (k < 2 ? ethers.ZeroAddress : k === 7 ? false : k === 8 ? ethers.ZeroHash : 0));
+          if (await attempt(who, () => pipeline.connect(who).cancelStalled(runId, terms))) counts.pipelineCancel++;
+        } else if (r < 0.73) {
           const who = pick(requesters);
           if (await attempt(who, () => pipeline.connect(who).claimRefunds())) counts.claimRefunds++;
-        } else if (r < 0.88) {
+        } else if (r < 0.85) {
           const who = pick([...requesters, ...oracles]);
           const to = rand() < 0.5 ? who : pick(requesters.filter((s) => s !== who));
           const before = await ethers.provider.getBalance(to.address);
@@ -193,16 +232,16 @@ describe("JobManager invariant (random operation sequences)", function () {
               expect((await ethers.provider.getBalance(to.address)) - before).to.equal(sent);
             }
           }
-        } else if (r < 0.91) {
-          const next = BigInt(Math.floor(rand() * 4)) * (H.MIN_FEE / 3n); // 0, 1/3, 2/3 or all of minFee
-          if (await attempt(owner, () => manager.connect(owner).setFailureFee(next))) {
-            failureFee = next;
-            counts.failureFee++;
+        } else if (r < 0.88) {
+          const next = BigInt(Math.floor(rand() * 4)) * (H.MIN_STAKE / 4n); // 0, 1/4, 1/2, 3/4 of minStake
+          if (await attempt(owner, () => manager.connect(owner).setPenalties(next, H.MIN_STAKE / 2n))) {
+            lapsePenalty = next;
+            counts.penalties++;
           }
-        } else if (r < 0.93) {
+        } else if (r < 0.9) {
           if (await attempt(owner, () => manager.connect(owner).pause())) counts.pause++;
         } else {
-          await time.increase(Math.floor(rand() * Number(H.JOB_WINDOW) * 1.5));
+          await time.increase(Math.floor(rand() * Number(H.JOB_WINDOW) * 0.25));
           counts.warp++;
         }
         // pauses are short: requests revert while paused, everything else keeps working
@@ -212,7 +251,8 @@ describe("JobManager invariant (random operation sequences)", function () {
       console.log(`      seed ${seed}: ${JSON.stringify(counts)}`);
       for (const [id, j] of jobs) expect((await manager.getJob(id)).status).to.equal(j.status);
       // every kind of operation actually happened, including requests made inside callbacks
-      for (const k of ["request", "fulfil", "fail", "cancel", "withdraw", "chained", "failureFee", "pause", "warp"]) {
+      for (const k of ["request", "claim", "takeover", "fulfil", "fail", "cancel", "withdraw", "chained", "penalties",
+        "pause", "warp"]) {
         expect(counts[k], k).to.be.greaterThan(0);
       }
     });

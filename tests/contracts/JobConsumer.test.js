@@ -27,7 +27,7 @@ describe("JobConsumer", function () {
   it("accepts callbacks only from the JobManager", async function () {
     const { consumer, stranger, oracle } = await loadFixture(consumerFixture);
     for (const who of [stranger, oracle]) {
-      await expect(consumer.connect(who).onJobResult(1n, H.CID_1, 0))
+      await expect(consumer.connect(who).onJobResult(1n, H.CID_1, 0, "0x"))
         .to.be.revertedWithCustomError(consumer, "JobConsumerUnauthorizedCaller")
         .withArgs(who.address);
       await expect(consumer.connect(who).onJobFailed(1n, "x"))
@@ -42,11 +42,9 @@ describe("JobConsumer", function () {
     await stranger.sendTransaction({ to: addr, value: H.MIN_FEE });
     await expect(consumer.request(H.typicalSpec(), H.MIN_FEE, 123))
       .to.emit(manager, "JobRequested")
-      .withArgs(1n, addr, addr, H.typicalSpec(), H.MIN_FEE, (d) => d > 0n, 123n,
-        H.requestHash(1n, addr, addr, H.typicalSpec(), H.MIN_FEE, 123n));
+      .withArgs(1n, addr, addr, H.termsLike(1n, addr, addr, H.typicalSpec(), H.MIN_FEE, 123n), H.typicalSpec());
     expect(await consumer.isPendingJob(1n)).to.equal(true);
-    const job = await manager.getJob(1n);
-    expect(job.callbackGasLimit).to.equal(123n);
+    expect((await H.termsOf(manager, 1n))[4]).to.equal(123n);
     expect(await ethers.provider.getBalance(addr)).to.equal(0n);
   });
 
@@ -55,9 +53,9 @@ describe("JobConsumer", function () {
     const addr = await consumer.getAddress();
     await stranger.sendTransaction({ to: addr, value: H.MIN_FEE });
     await consumer.request(H.typicalSpec(), H.MIN_FEE, 300_000);
-    await expect(manager.connect(oracle).failJob(1n, await H.rh(manager, 1n), "bad image"))
+    await expect(H.fail(manager, oracle, 1n, "bad image"))
       .to.emit(consumer, "FailureSeen")
-      .withArgs(1n, "bad image", 3n, (g) => g > 0n);
+      .withArgs(1n, "bad image", H.S.Failed, (g) => g > 0n);
     await expect(consumer.connect(stranger).claimRefunds()).to.changeEtherBalances(
       [consumer, manager],
       [H.MIN_FEE, -H.MIN_FEE],
@@ -75,16 +73,16 @@ describe("JobConsumer", function () {
     await manager.connect(stranger).requestJob(H.typicalSpec(), addr, 300_000, { value: H.MIN_FEE });
     expect(await consumer.isPendingJob(2n)).to.equal(false);
     const unknown = (id) => consumer.interface.encodeErrorResult("JobConsumerUnknownJob", [id]);
-    await expect(manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), H.CID_2, 0))
+    await expect(H.fulfil(manager, oracle, 2n, H.CID_2, 0))
       .to.emit(manager, "CallbackFailed")
       .withArgs(2n, unknown(2n));
-    await expect(manager.connect(oracle).failJob(3n, await H.rh(manager, 3n), "forged"))
+    await expect(H.fail(manager, oracle, 3n, "forged"))
       .to.emit(manager, "CallbackFailed")
       .withArgs(3n, unknown(3n));
     expect(await consumer.results()).to.equal(0n);
     expect(await consumer.failures()).to.equal(0n);
     // its own job still goes through
-    await expect(manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 0)).not.to.emit(
+    await expect(H.fulfil(manager, oracle, 1n, H.CID_1, 0)).not.to.emit(
       manager,
       "CallbackFailed",
     );
@@ -98,14 +96,14 @@ describe("JobConsumer", function () {
     await stranger.sendTransaction({ to: await consumer.getAddress(), value: 2n * H.MIN_FEE });
     await consumer.request(H.typicalSpec(), H.MIN_FEE, 300_000);
     await consumer.request(H.typicalSpec(), H.MIN_FEE, 300_000);
-    await manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 0);
-    await manager.connect(oracle).failJob(2n, await H.rh(manager, 2n), "x");
+    await H.fulfil(manager, oracle, 1n, H.CID_1, 0);
+    await H.fail(manager, oracle, 2n, "x");
     // the JobManager never calls twice; pretend it did
     await impersonateAccount(managerAddr);
     await setBalance(managerAddr, 10n ** 18n);
     const asManager = await ethers.getSigner(managerAddr);
     for (const id of [1n, 2n]) {
-      await expect(consumer.connect(asManager).onJobResult(id, H.CID_2, 0))
+      await expect(consumer.connect(asManager).onJobResult(id, H.CID_2, 0, "0x"))
         .to.be.revertedWithCustomError(consumer, "JobConsumerUnknownJob")
         .withArgs(id);
       await expect(consumer.connect(asManager).onJobFailed(id, "again"))

@@ -36,15 +36,13 @@ describe("TwoStagePipeline", function () {
       .to.emit(pipeline, "PipelineStarted")
       .withArgs(1n, 1n, H.CID_IN)
       .and.to.emit(manager, "JobRequested")
-      .withArgs(1n, addr, addr, spec1, H.MIN_FEE, (d) => d > 0n, H.DEFAULT_CALLBACK_GAS,
-        H.requestHash(1n, addr, addr, spec1, H.MIN_FEE, H.DEFAULT_CALLBACK_GAS));
+      .withArgs(1n, addr, addr, H.termsLike(1n, addr, addr, spec1, H.MIN_FEE, H.DEFAULT_CALLBACK_GAS), spec1);
     expect(await pipeline.reserved()).to.equal(H.MIN_FEE);
 
     const spec2 = H.specPrefix(2) + H.CID_1 + H.SPEC_SUFFIX;
-    const tx = manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 0);
+    const tx = H.fulfil(manager, oracle, 1n, H.CID_1, 0);
     await expect(tx).to.emit(pipeline, "StageCompleted").withArgs(1n, 1, 1n, H.CID_1, 0);
-    await expect(tx).to.emit(manager, "JobRequested").withArgs(2n, addr, addr, spec2, H.MIN_FEE, (d) => d > 0n,
-      H.DEFAULT_CALLBACK_GAS, H.requestHash(2n, addr, addr, spec2, H.MIN_FEE, H.DEFAULT_CALLBACK_GAS));
+    await expect(tx).to.emit(manager, "JobRequested").withArgs(2n, addr, addr, H.termsLike(2n, addr, addr, spec2, H.MIN_FEE, H.DEFAULT_CALLBACK_GAS), spec2);
     await expect(tx).to.emit(pipeline, "StageRequested").withArgs(1n, 2, 2n);
     await expect(tx).not.to.emit(manager, "CallbackFailed");
     const receipt = await (await tx).wait();
@@ -52,7 +50,7 @@ describe("TwoStagePipeline", function () {
     expect(await pipeline.reserved()).to.equal(0n);
     expect(await pipeline.runOfJob(2n)).to.equal(1n);
 
-    await expect(manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), H.CID_2, 0))
+    await expect(H.fulfil(manager, oracle, 2n, H.CID_2, 0))
       .to.emit(pipeline, "PipelineCompleted")
       .withArgs(1n, H.CID_2)
       .and.to.emit(pipeline, "StageCompleted")
@@ -123,7 +121,7 @@ describe("TwoStagePipeline (edge cases)", function () {
 
   it("fails the run when stage 1 exits non-zero, releasing the reservation", async function () {
     const { manager, pipeline, oracle } = await loadFixture(startedFixture);
-    const tx = manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 2);
+    const tx = H.fulfil(manager, oracle, 1n, H.CID_1, 2);
     await expect(tx).to.emit(pipeline, "StageCompleted").withArgs(1n, 1, 1n, H.CID_1, 2);
     await expect(tx).to.emit(pipeline, "PipelineFailed").withArgs(1n, 1, "stage 1 exited with a non-zero code");
     await expect(tx).not.to.emit(manager, "JobRequested");
@@ -135,7 +133,7 @@ describe("TwoStagePipeline (edge cases)", function () {
 
   it("fails the run when the stage-1 result CID is implausible", async function () {
     const { manager, pipeline, oracle } = await loadFixture(startedFixture);
-    await expect(manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), 'x","image":"evil', 0))
+    await expect(H.fulfil(manager, oracle, 1n, 'x","image":"evil', 0))
       .to.emit(pipeline, "PipelineFailed")
       .withArgs(1n, 1, "stage 1 result CID rejected");
     expect(await pipeline.reserved()).to.equal(0n);
@@ -144,7 +142,7 @@ describe("TwoStagePipeline (edge cases)", function () {
   it("fails the run when the stage-2 request is rejected (manager paused)", async function () {
     const { manager, pipeline, oracle, owner } = await loadFixture(startedFixture);
     await manager.connect(owner).pause();
-    const tx = manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 0);
+    const tx = H.fulfil(manager, oracle, 1n, H.CID_1, 0);
     await expect(tx).to.emit(pipeline, "PipelineFailed").withArgs(1n, 2, "stage 2 request rejected");
     await expect(tx).not.to.emit(manager, "CallbackFailed");
     expect((await pipeline.getRun(1n)).status).to.equal(4);
@@ -156,12 +154,12 @@ describe("TwoStagePipeline (edge cases)", function () {
   it("fails the run when stage 1 or stage 2 is failed by the oracle", async function () {
     const { manager, pipeline, oracle } = await loadFixture(startedFixture);
     await pipeline.start(H.CID_IN, { value: 2n * H.MIN_FEE }); // run 2, job 2
-    await expect(manager.connect(oracle).failJob(1n, await H.rh(manager, 1n), "image not found"))
+    await expect(H.fail(manager, oracle, 1n, "image not found"))
       .to.emit(pipeline, "PipelineFailed")
       .withArgs(1n, 1, "image not found");
     expect(await pipeline.reserved()).to.equal(H.MIN_FEE);
-    await manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), H.CID_1, 0); // run 2 → stage 2 = job 3
-    await expect(manager.connect(oracle).failJob(3n, await H.rh(manager, 3n), "out of memory"))
+    await H.fulfil(manager, oracle, 2n, H.CID_1, 0); // run 2 → stage 2 = job 3
+    await expect(H.fail(manager, oracle, 3n, "out of memory"))
       .to.emit(pipeline, "PipelineFailed")
       .withArgs(2n, 2, "out of memory");
     expect(await pipeline.reserved()).to.equal(0n);
@@ -172,8 +170,8 @@ describe("TwoStagePipeline (edge cases)", function () {
 
   it("records a non-zero stage-2 exit as a failure with its result CID", async function () {
     const { manager, pipeline, oracle } = await loadFixture(startedFixture);
-    await manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 0);
-    await expect(manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), H.CID_2, 1))
+    await H.fulfil(manager, oracle, 1n, H.CID_1, 0);
+    await expect(H.fulfil(manager, oracle, 2n, H.CID_2, 1))
       .to.emit(pipeline, "PipelineFailed")
       .withArgs(1n, 2, "stage 2 exited with a non-zero code");
     const run = await pipeline.getRun(1n);
@@ -187,35 +185,35 @@ describe("TwoStagePipeline (edge cases)", function () {
     await manager.connect(stranger).requestJob(H.typicalSpec(), addr, 300_000, { value: H.MIN_FEE }); // job 2
     await manager.connect(stranger).requestJob(H.typicalSpec(), addr, 300_000, { value: H.MIN_FEE }); // job 3
     const unknown = (id) => pipeline.interface.encodeErrorResult("JobConsumerUnknownJob", [id]);
-    await expect(manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), H.CID_1, 0))
+    await expect(H.fulfil(manager, oracle, 2n, H.CID_1, 0))
       .to.emit(manager, "CallbackFailed")
       .withArgs(2n, unknown(2n));
-    await expect(manager.connect(oracle).failJob(3n, await H.rh(manager, 3n), "x")).to.emit(manager, "CallbackFailed").withArgs(3n, unknown(3n));
+    await expect(H.fail(manager, oracle, 3n, "x")).to.emit(manager, "CallbackFailed").withArgs(3n, unknown(3n));
     expect((await pipeline.getRun(1n)).status).to.equal(1);
   });
 
   it("cancels a stalled stage after its deadline and gets the fee back", async function () {
     const { manager, pipeline, oracle } = await loadFixture(startedFixture);
-    await expect(pipeline.cancelStalled(1n)).to.be.revertedWithCustomError(manager, "JobManagerDeadlineNotReached");
+    await expect(pipeline.cancelStalled(1n, await H.termsOf(manager, 1n))).to.be.revertedWithCustomError(manager, "JobManagerDeadlineNotReached");
     await time.increase(H.JOB_WINDOW + 1n);
-    await expect(pipeline.cancelStalled(1n))
+    await expect(pipeline.cancelStalled(1n, await H.termsOf(manager, 1n)))
       .to.emit(pipeline, "PipelineFailed")
       .withArgs(1n, 1, "cancelled after deadline")
       .and.to.emit(manager, "JobCancelled")
       .withArgs(1n);
     expect(await pipeline.reserved()).to.equal(0n);
-    await expect(pipeline.cancelStalled(1n))
+    await expect(pipeline.cancelStalled(1n, await H.termsOf(manager, 1n)))
       .to.be.revertedWithCustomError(pipeline, "TwoStagePipelineRunNotPending")
       .withArgs(1n);
-    await expect(pipeline.cancelStalled(99n)).to.be.revertedWithCustomError(pipeline, "TwoStagePipelineRunNotPending");
+    await expect(pipeline.cancelStalled(99n, await H.termsOf(manager, 1n))).to.be.revertedWithCustomError(pipeline, "TwoStagePipelineRunNotPending");
     await pipeline.claimRefunds();
     expect(await ethers.provider.getBalance(await pipeline.getAddress())).to.equal(2n * H.MIN_FEE);
     // stage 2 stalls too
     await pipeline.start(H.CID_IN);
-    await manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), H.CID_1, 0);
+    await H.fulfil(manager, oracle, 2n, H.CID_1, 0);
     await time.increase(H.JOB_WINDOW + 1n);
-    await expect(pipeline.cancelStalled(2n)).to.emit(pipeline, "PipelineFailed").withArgs(2n, 2, "cancelled after deadline");
-    expect((await manager.getJob(3n)).status).to.equal(4n);
+    await expect(pipeline.cancelStalled(2n, await H.termsOf(manager, 3n))).to.emit(pipeline, "PipelineFailed").withArgs(2n, 2, "cancelled after deadline");
+    expect((await manager.getJob(3n)).status).to.equal(H.S.Cancelled);
   });
 
   it("recovers a run whose callback failed: cancelStalled fails it at once (was stuck forever)", async function () {
@@ -223,21 +221,21 @@ describe("TwoStagePipeline (edge cases)", function () {
     // the result and CallbackFailed, and the run is left in STAGE1_PENDING with a Completed job.
     const { manager, pipeline, oracle } = await pipelineFixture(100_000n);
     await pipeline.start(H.CID_IN, { value: 2n * H.MIN_FEE });
-    await expect(manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 0))
+    await expect(H.fulfil(manager, oracle, 1n, H.CID_1, 0))
       .to.emit(manager, "CallbackFailed")
       .withArgs(1n, "0x");
     expect((await pipeline.getRun(1n)).status).to.equal(1); // still STAGE1_PENDING
-    expect((await manager.getJob(1n)).status).to.equal(2n); // Completed: it will never call back
+    expect((await manager.getJob(1n)).status).to.equal(H.S.Completed); // Completed: it will never call back
     expect(await pipeline.reserved()).to.equal(H.MIN_FEE);
     // the old cancelStalled called cancelJob on the completed job and always reverted; now it
     // fails the run without waiting for the deadline and releases the stage-2 reservation
-    await expect(pipeline.cancelStalled(1n))
+    await expect(pipeline.cancelStalled(1n, await H.termsOf(manager, 1n)))
       .to.emit(pipeline, "PipelineFailed")
       .withArgs(1n, 1, "callback failed")
       .and.not.to.emit(manager, "JobCancelled");
     expect((await pipeline.getRun(1n)).status).to.equal(4);
     expect(await pipeline.reserved()).to.equal(0n);
-    await expect(pipeline.cancelStalled(1n))
+    await expect(pipeline.cancelStalled(1n, await H.termsOf(manager, 1n)))
       .to.be.revertedWithCustomError(pipeline, "TwoStagePipelineRunNotPending")
       .withArgs(1n);
     // the released stage-2 fee funds a new run
@@ -247,13 +245,13 @@ describe("TwoStagePipeline (edge cases)", function () {
   it("each stage's onJobFailed fits in FAIL_CALLBACK_GAS_LIMIT with the longest reason", async function () {
     const { manager, pipeline, oracle } = await loadFixture(startedFixture);
     const reason = "r".repeat(1024); // MAX_REASON_BYTES
-    await expect(manager.connect(oracle).failJob(1n, await H.rh(manager, 1n), reason, { gasLimit: 1_000_000 }))
+    await expect(H.fail(manager, oracle, 1n, reason, { gasLimit: 1_000_000 }))
       .to.emit(pipeline, "PipelineFailed")
       .withArgs(1n, 1, reason)
       .and.not.to.emit(manager, "CallbackFailed");
     await pipeline.start(H.CID_IN, { value: 2n * H.MIN_FEE }); // run 2: job 2, stage 2 = job 3
-    await manager.connect(oracle).fulfillJob(2n, await H.rh(manager, 2n), H.CID_1, 0);
-    await expect(manager.connect(oracle).failJob(3n, await H.rh(manager, 3n), reason, { gasLimit: 1_000_000 }))
+    await H.fulfil(manager, oracle, 2n, H.CID_1, 0);
+    await expect(H.fail(manager, oracle, 3n, reason, { gasLimit: 1_000_000 }))
       .to.emit(pipeline, "PipelineFailed")
       .withArgs(2n, 2, reason)
       .and.not.to.emit(manager, "CallbackFailed");
@@ -284,7 +282,7 @@ describe("TwoStagePipeline (edge cases)", function () {
       const mid = (lo + hi) / 2n;
       const f = await pipelineFixture(mid);
       await f.pipeline.start(H.CID_IN, { value: 2n * H.MIN_FEE });
-      const receipt = await (await f.manager.connect(f.oracle).fulfillJob(1n, await H.rh(f.manager, 1n), H.CID_1, 0)).wait();
+      const receipt = await (await H.fulfil(f.manager, f.oracle, 1n, H.CID_1, 0)).wait();
       const failed = receipt.logs.some((l) => l.fragment && l.fragment.name === "CallbackFailed");
       if (failed) lo = mid;
       else hi = mid;

@@ -22,11 +22,10 @@ describe("WordCount (docs example)", function () {
     const addr = await wordCount.getAddress();
     await expect(wordCount.connect(requester).count(H.CID_IN, { value: H.MIN_FEE }))
       .to.emit(manager, "JobRequested")
-      .withArgs(1n, addr, addr, PREFIX + H.CID_IN + SUFFIX, H.MIN_FEE, (d) => d > 0n, 200_000n,
-        H.requestHash(1n, addr, addr, PREFIX + H.CID_IN + SUFFIX, H.MIN_FEE, 200_000n))
+      .withArgs(1n, addr, addr, H.termsLike(1n, addr, addr, PREFIX + H.CID_IN + SUFFIX, H.MIN_FEE, 200_000n), PREFIX + H.CID_IN + SUFFIX)
       .and.to.emit(wordCount, "WordCountRequested")
       .withArgs(1n, H.CID_IN);
-    await expect(manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 0))
+    await expect(H.fulfil(manager, oracle, 1n, H.CID_1, 0))
       .to.emit(wordCount, "WordCountCompleted")
       .withArgs(1n, H.CID_1, 0)
       .and.not.to.emit(manager, "CallbackFailed");
@@ -46,7 +45,7 @@ describe("WordCount (docs example)", function () {
   it("records a failure; the refund comes back with claimRefunds and out with withdrawFunds", async function () {
     const { manager, oracle, requester, stranger, wordCount } = await loadFixture(fixture);
     await wordCount.connect(requester).count(H.CID_IN, { value: H.MIN_FEE });
-    await expect(manager.connect(oracle).failJob(1n, await H.rh(manager, 1n), "input not available"))
+    await expect(H.fail(manager, oracle, 1n, "input not available"))
       .to.emit(wordCount, "WordCountFailed")
       .withArgs(1n, "input not available");
     expect((await wordCount.results(1n)).failed).to.equal(true);
@@ -63,7 +62,7 @@ describe("WordCount (docs example)", function () {
     const { manager, oracle, requester, wordCount } = await loadFixture(fixture);
     await wordCount.connect(requester).count(H.CID_IN, { value: H.MIN_FEE });
     const reason = "r".repeat(1024); // MAX_REASON_BYTES
-    await expect(manager.connect(oracle).failJob(1n, await H.rh(manager, 1n), reason, { gasLimit: 1_000_000 }))
+    await expect(H.fail(manager, oracle, 1n, reason, { gasLimit: 1_000_000 }))
       .to.emit(wordCount, "WordCountFailed")
       .withArgs(1n, reason)
       .and.not.to.emit(manager, "CallbackFailed");
@@ -73,12 +72,12 @@ describe("WordCount (docs example)", function () {
   it("gets its fee back by cancelling a job past its deadline", async function () {
     const { manager, requester, stranger, wordCount } = await loadFixture(fixture);
     await wordCount.connect(requester).count(H.CID_IN, { value: H.MIN_FEE });
-    await expect(wordCount.connect(requester).cancel(1n))
+    await expect(wordCount.connect(requester).cancel(1n, await H.termsOf(manager, 1n)))
       .to.be.revertedWithCustomError(manager, "JobManagerDeadlineNotReached");
     await time.increase(H.JOB_WINDOW + 1n);
-    await expect(wordCount.connect(stranger).cancel(1n))
+    await expect(wordCount.connect(stranger).cancel(1n, await H.termsOf(manager, 1n)))
       .to.be.revertedWithCustomError(wordCount, "OwnableUnauthorizedAccount");
-    await expect(wordCount.connect(requester).cancel(1n)).to.emit(manager, "JobCancelled").withArgs(1n);
+    await expect(wordCount.connect(requester).cancel(1n, await H.termsOf(manager, 1n))).to.emit(manager, "JobCancelled").withArgs(1n);
     await expect(wordCount.claimRefunds()).to.changeEtherBalance(wordCount, H.MIN_FEE);
   });
 
@@ -86,11 +85,11 @@ describe("WordCount (docs example)", function () {
     const { manager, oracle, stranger, wordCount } = await loadFixture(fixture);
     await manager.connect(stranger).requestJob("{}", await wordCount.getAddress(), 100_000, { value: H.MIN_FEE });
     const unknown = (id) => wordCount.interface.encodeErrorResult("JobConsumerUnknownJob", [id]);
-    const tx = manager.connect(oracle).fulfillJob(1n, await H.rh(manager, 1n), H.CID_1, 0);
+    const tx = H.fulfil(manager, oracle, 1n, H.CID_1, 0);
     await expect(tx).to.emit(manager, "CallbackFailed").withArgs(1n, unknown(1n));
     await expect(tx).not.to.emit(wordCount, "WordCountCompleted");
     await manager.connect(stranger).requestJob("{}", await wordCount.getAddress(), 100_000, { value: H.MIN_FEE });
-    await expect(manager.connect(oracle).failJob(2n, await H.rh(manager, 2n), "x"))
+    await expect(H.fail(manager, oracle, 2n, "x"))
       .to.emit(manager, "CallbackFailed")
       .withArgs(2n, unknown(2n));
   });

@@ -127,7 +127,7 @@ def test_kubo_down_for_a_while_delays_the_job_but_does_not_lose_it(cluster: DevS
                 logs, offsets, strict=True) if log.exists())
 
         wait_until("a node retrying the job while Kubo is down", retried)
-        assert read_job(requester.manager, job_id).status == JobStatus.REQUESTED  # not failed
+        assert read_job(requester.manager, job_id).status == JobStatus.CLAIMED  # ours, not failed
     finally:
         cluster.start_kubo()
     outcome = requester.wait(job_id, timeout=120)

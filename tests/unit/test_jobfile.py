@@ -69,7 +69,7 @@ Tasks:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("Type: service\nTasks: []", "Type: service"),
-    ("Type: batch\nCount: 3\nTasks: []", "Count: 3"),
+    ("Type: batch\nCount: 8\nTasks: []", "Count: 8: the replicas of a job are a whole number 1..7"),
     ("Type: batch\nTasks: []", "exactly one task"),
     ("Type: batch\nConstraints: [{Key: a}]\nTasks: []", "Constraints"),
     ("Type: batch\nTasks: [{Engine: {Type: python}}]", "Engine.Type: 'python'"),

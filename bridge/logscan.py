@@ -77,6 +77,12 @@ class LogScanner:
             if not raw.get("removed"):
                 yield self.decode_event(name, raw)
 
+    def logs(self, topics: list[Any], low: int, high: int) -> list[Any]:
+        """Raw logs matching `topics` (any event: a list in a position is an OR) in low..high,
+        oldest first, within the scan budget; reorged (`removed`) ones left out."""
+        return [raw for raw in self._windows(low, high, topics, newest_first=False)
+                if not raw.get("removed")]
+
     def decode_event(self, name: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         event = getattr(self.manager.events, name)()
         try:

@@ -128,24 +128,15 @@ def _event_topics(manager: Contract) -> dict[bytes, str]:
             and e.get("name") in (*NETWORK_EVENTS, SLASHED)}
 
 
-def network_logs(w3: Web3, manager: Contract, job_id: int, low: int, high: int,
-                 chunk_blocks: int, budget_blocks: int) -> list[ChainEvent]:
+def network_logs(scanner: LogScanner, job_id: int, low: int, high: int) -> list[ChainEvent]:
     """The network events of `job_id` in blocks low..high (oldest first), read with the indexed
-    job id as a topic filter in windows of `chunk_blocks`, at most `budget_blocks` in all."""
-    topics = _event_topics(manager)
+    job id as a topic filter, in the scanner's windows and within its budget."""
+    topics = _event_topics(scanner.manager)
     word = "0x" + job_id.to_bytes(32, "big").hex()
     by_job = [[Web3.to_hex(t) for t, name in topics.items() if name != SLASHED], word]
     slashed = [[Web3.to_hex(t) for t, name in topics.items() if name == SLASHED], None, word]
-    raws: list[Any] = []
-    chunk, spent, cursor = max(1, chunk_blocks), 0, low
-    while cursor <= high and spent < budget_blocks:
-        top = min(high, cursor + min(chunk, budget_blocks - spent) - 1)
-        for filter_topics in (by_job, slashed):
-            raws += w3.eth.get_logs({"address": manager.address, "topics": filter_topics,
-                                     "fromBlock": cursor, "toBlock": top})
-        spent += top - cursor + 1
-        cursor = top + 1
-    return decode_network_logs(manager, raws, job_id)
+    raws = scanner.logs(by_job, low, high) + scanner.logs(slashed, low, high)
+    return decode_network_logs(scanner.manager, raws, job_id)
 
 
 def decode_network_logs(manager: Contract, raws: Iterable[Mapping[str, Any]], job_id: int
@@ -561,10 +552,9 @@ class JobReader:
         last = (end_block if end_block is not None and (
             replicas == 1 or on_chain.status != JobStatus.COMPLETED)
             else int(self.w3.eth.block_number))
-        network = network_logs(self.w3, self.manager, job_id,
+        network = network_logs(self.scanner, job_id,
                                request.block_number if request is not None
-                               else self.settings.start_block, last,
-                               self.settings.log_chunk_blocks, self.scanner.budget)
+                               else self.settings.start_block, last)
         operators, finalized, reveal_end, allowed = network_view(network, digest)
         before_end: list[TimelineEntry] = []
         after_end: list[TimelineEntry] = []

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+from web3 import Web3
+
 from bridge.chain import JobStatus, read_job
 from tests.network.conftest import JOBS_LEASE_S, Network, spec
 
@@ -32,7 +34,14 @@ def test_killed_operator_leases_lapse_and_the_others_finish(three_operators: Net
     net.wait_until("the victim to hold claims", lambda: len(victim_holds()) >= 2, timeout=60,
                    interval=0.2)
     victim.kill()
-    time.sleep(2.5)  # a settlement it sent just before dying is mined by now
+
+    def nothing_pending() -> bool:  # a settlement it sent just before dying is mined (or gone)
+        address = Web3.to_checksum_address(victim.address)
+        return (net.w3.eth.get_transaction_count(address, "pending")
+                == net.w3.eth.get_transaction_count(address, "latest"))
+
+    net.wait_until("the victim's last transactions to be mined", nothing_pending, timeout=30,
+                   interval=0.2)
     held = victim_holds()
     assert held, "the victim settled everything it held before it died"
     print(f"killed {victim.node_id} holding jobs {held}")

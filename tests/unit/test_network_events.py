@@ -12,6 +12,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from bridge.chain import load_artifact
+from bridge.logscan import LogScanner
 from bridge.terms import result_digest
 from cod.cli.jobs import network_lines
 from cod.queries import (
@@ -169,8 +170,7 @@ class FakeW3:
 
 def test_reads_filter_on_the_indexed_job_id_in_bounded_windows() -> None:
     w3 = FakeW3(replicated_job())
-    events = network_logs(w3, MANAGER, JOB, 10, 45, chunk_blocks=10,  # type: ignore[arg-type]
-                          budget_blocks=1000)
+    events = network_logs(LogScanner(w3, MANAGER, 10, 1000), JOB, 10, 45)  # type: ignore[arg-type]
     assert len(events) == 16 and {e.args["jobId"] for e in events} == {JOB}
     word = "0x" + JOB.to_bytes(32, "big").hex()
     ranges = sorted({(c["fromBlock"], c["toBlock"]) for c in w3.eth.calls})
@@ -180,8 +180,7 @@ def test_reads_filter_on_the_indexed_job_id_in_bounded_windows() -> None:
     assert all(len(c["topics"][0]) == 1 for c in slashed)
     # the budget bounds the read: only blocks 10..24 are looked at
     w3 = FakeW3(replicated_job())
-    short = network_logs(w3, MANAGER, JOB, 10, 45, chunk_blocks=10,  # type: ignore[arg-type]
-                         budget_blocks=15)
+    short = network_logs(LogScanner(w3, MANAGER, 10, 15), JOB, 10, 45)  # type: ignore[arg-type]
     assert max(c["toBlock"] for c in w3.eth.calls) == 24
     assert [e.block_number for e in short][-1] == 24
 

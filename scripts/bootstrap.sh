@@ -22,11 +22,37 @@ fi
 # The Debian redis-server package starts a system instance; cod starts its own on other ports.
 
 # --- Docker engine ----------------------------------------------------------------------------
-if ! docker info >/dev/null 2>&1; then
-  log "starting dockerd"
-  nohup dockerd >/var/log/cod-dockerd.log 2>&1 &
-  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/cod-dockerd.log" >&2; exit 1; }
+# A machine made from an image of one where dockerd ran can carry its stale pid files, which stop a
+# new dockerd at once; a machine whose kernel lacks what dockerd's defaults use (nftables for the
+# bridge's NAT rules, overlayfs on the root's filesystem) stops it too. cod's containers run with no
+# network and its images are small, so each fallback drops one of these defaults.
+DOCKERD_LOG=/var/log/cod-dockerd.log
+dockerd_up() { docker info >/dev/null 2>&1; }
+start_dockerd() {  # start_dockerd [flags...]: 0 once the engine answers, 1 if dockerd exited or stalled
+  rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+  log "starting dockerd ${*:-with its defaults}"
+  echo "--- dockerd $* ($(date -u +%FT%TZ))" >>"$DOCKERD_LOG"
+  nohup dockerd "$@" >>"$DOCKERD_LOG" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 180); do
+    dockerd_up && return 0
+    kill -0 "$pid" 2>/dev/null || { log "dockerd exited:"; grep -v "level=info" "$DOCKERD_LOG" | tail -n 15 >&2; return 1; }
+    sleep 1
+  done
+  log "dockerd did not answer in 180 s:"; grep -v "level=info" "$DOCKERD_LOG" | tail -n 15 >&2
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  return 1
+}
+if ! dockerd_up; then
+  if pgrep -x dockerd >/dev/null; then   # one is starting already: give it the same time
+    for _ in $(seq 1 180); do dockerd_up && break; pgrep -x dockerd >/dev/null || break; sleep 1; done
+    dockerd_up || { pkill -x dockerd || true; sleep 2; }
+  fi
+  dockerd_up \
+    || start_dockerd \
+    || start_dockerd --iptables=false --ip6tables=false \
+    || start_dockerd --iptables=false --ip6tables=false --storage-driver=vfs \
+    || { echo "dockerd did not start; its log: $DOCKERD_LOG" >&2; exit 1; }
 fi
 
 # --- Kubo (IPFS), built from source through the Go module proxy -------------------------------

@@ -66,6 +66,7 @@ class Claims:
         self._clock: tuple[float, int] = (0.0, 0)  # (read at, monotonic) → chain timestamp
         self._standing: tuple[float, str | None] = (-STANDING_TTL_S, None)  # (read at, why not)
         self._turns: tuple[int, int] = (0, 0)  # (our operator index, operator count) when read
+        self._turns_read_at = 0.0  # wall clock (as `Job.created_at`) of that read
         self._low = False  # warned that one more slash stops our claims
 
     # -- claiming ----------------------------------------------------------------------------------
@@ -100,7 +101,9 @@ class Claims:
             self._ledger.mark_closed(job, "its deadline passed before we could claim it (the "
                                           "requester can cancel it for a refund)")
             return False
-        why_not = self.standing()
+        # The turns are read again when they were read before we saw the request: a read at start,
+        # before the others registered, would otherwise make every job ours and every claim a race.
+        why_not = self.standing(fresh=self._turns_read_at <= job.created_at)
         if why_not is not None:
             self._ledger.defer(job, INELIGIBLE_WAIT_S)
             return False
@@ -161,13 +164,14 @@ class Claims:
                                       "claiming it again")
         return True
 
-    def standing(self) -> str | None:
+    def standing(self, fresh: bool = False) -> str | None:
         """Why our key cannot claim now (not registered, exiting, stake below the minimum), or
-        None; read at most every `STANDING_TTL_S`, logged when it changes. Warns (once) when one
-        more slash would take the stake below the minimum."""
+        None; read at most every `STANDING_TTL_S` (unless `fresh`), logged when it changes. Warns
+        (once) when one more slash would take the stake below the minimum."""
         read_at, why_not = self._standing
-        if time.monotonic() - read_at < STANDING_TTL_S:
+        if not fresh and time.monotonic() - read_at < STANDING_TTL_S:
             return why_not
+        self._turns_read_at = time.time()
         standing = self._chain.operator_standing(self.operator)
         self._turns = (standing.record.index, standing.operators)
         why_not = None if standing.can_claim else standing.verdict()

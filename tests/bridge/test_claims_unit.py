@@ -244,3 +244,18 @@ def test_with_three_operators_a_job_not_our_turn_waits_the_grace(world: World) -
     set_fields(world.ledger, 1, created_at=time.time() - 10, not_before=0.0)  # the grace is over
     world.dispatcher.dispatch_pending()
     assert world.txm.txs[-1].data.startswith("claimJob(1,")
+
+
+def test_the_operator_count_is_read_again_for_a_request_seen_after_it_was_read(
+        world: World) -> None:
+    """At start we read one operator (the others had not registered yet); a request seen after
+    that is decided on the count read again, not the stale one that makes every job ours."""
+    world.chain.operators = 1
+    world.claims.standing()  # the bridge's read at start
+    world.chain.operators = 3  # two more operators register
+    world.request(1)  # not our turn with three operators
+
+    world.dispatcher.dispatch_pending()
+
+    assert world.txm.txs == []
+    assert job(world.ledger, 1).not_before > 0

@@ -37,6 +37,10 @@ def render(report: dict[str, Any]) -> str:
         out += _overhead(report["overhead"])
     if "throughput" in report:
         out += _throughput(report["throughput"])
+    if "burst" in report:
+        out += _burst(report["burst"])
+    if "cli" in report:
+        out += _cli(report["cli"])
     if "data" in report:
         out += _data(report["data"])
     if "locality" in report:
@@ -88,6 +92,30 @@ def _throughput(rows: list[dict[str, Any]]) -> list[str]:
                    "cod executed (jobs/s)", "ratio cod / docker run"],
                   [[r["parallelism"], r["docker_run_per_s"], r["fulfilled_per_s"],
                     r["executed_per_s"], r["ratio"]] for r in rows]), ""]
+
+
+def _burst(b: dict[str, Any]) -> list[str]:
+    return [f"## A burst: {b['jobs']} trivial jobs at once, until every one is settled", "",
+            f"Medians of {b['rounds']} round(s), interleaved; `.venv/bin/python -m bench.burst`.",
+            "", table(["path", "median s", "× docker run"], [
+                [f"bare `docker run`, {b['parallel']} at a time", b["docker_run_s"], 1.0],
+                [f"cod: {b['jobs']} requests from one key, a worker of concurrency "
+                 f"{b['parallel']}; first send → last completed", b["cod_s"], b["ratio"]],
+            ]), ""]
+
+
+def _cli(c: dict[str, Any]) -> list[str]:
+    rows = [["`cod --help`", c["help"]["median_s"], c["help"]["min_s"]],
+            ["`cod docker run --dry-run …`", c["dry_run"]["median_s"], c["dry_run"]["min_s"]]]
+    lines = ["## The command line: whole processes", "",
+             f"Medians of {c['help']['runs']} runs; `.venv/bin/python -m bench.cli_bench`.", "",
+             table(["command", "median s", "min s"], rows), ""]
+    if "concurrent" in c:
+        k = c["concurrent"]
+        lines += [f"{k['processes']} `cod docker run` started at once from one key: "
+                  f"{k['accepted']} accepted, {k['completed']} completed"
+                  + (f" (errors: {'; '.join(k['errors'])})" if k["errors"] else "") + ".", ""]
+    return lines
 
 
 def _data(rows: list[dict[str, Any]]) -> list[str]:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import bridge_bench
+from bench import bridge_bench, cli_bench
+from bench.burst import burst
 from bench.data_scaling import data_scaling
 from bench.e2e import Bench, locality, overhead, throughput
 from bench.report import render
@@ -64,7 +65,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--state-dir", type=Path, default=Path("bench/out/stack"))
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["overhead", "throughput", "data", "locality", "bridge"])
+                        choices=["overhead", "throughput", "burst", "cli", "data", "locality",
+                                 "bridge"])
     parser.add_argument("--merge", action="store_true",
                         help="keep the phases of the last report.json that this run skips")
     args = parser.parse_args()
@@ -75,7 +77,8 @@ def main() -> None:
     if args.merge and (RESULTS / "report.json").exists():
         earlier = json.loads((RESULTS / "report.json").read_text())
         kept = {k: v for k, v in earlier.items()
-                if k in ("overhead", "throughput", "data", "locality") and k in args.skip}
+                if k in ("overhead", "throughput", "burst", "cli", "data", "locality")
+                and k in args.skip}
         report.update(kept)
         report["merged_from"] = {k: earlier.get("started") for k in kept}
     t0 = time.monotonic()
@@ -89,6 +92,13 @@ def main() -> None:
         if "throughput" not in args.skip:
             report["throughput"] = throughput(bench, plan.parallelisms, plan.window_s,
                                               plan.warmup_s)
+            _checkpoint(report)
+        if "burst" not in args.skip:
+            report["burst"] = burst(bench, rounds=1 if args.quick else 3)
+            _checkpoint(report)
+        if "cli" not in args.skip:
+            report["cli"] = cli_bench.run(runs=5 if args.quick else 21, with_concurrent=True,
+                                          stack_env=stack.env)
             _checkpoint(report)
         if "data" not in args.skip:
             report["data"] = data_scaling(stack.env["COD_IPFS_API"], stack.env["COD_BROKER_URL"],

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
 from typing import Any
 
+import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -120,6 +122,93 @@ def read_job(contract: Contract, job_id: int) -> OnChainJob:
     raw = contract.functions.getJob(job_id).call()
     return OnChainJob(status=JobStatus(raw[0]), lease_end=int(raw[1]), claimer=str(raw[2]),
                       digest=bytes(raw[3]), settle_pending=bool(raw[4]))
+
+
+class RpcError(ChainError):
+    """One call of a JSON-RPC batch answered with an error object (the others may have worked)."""
+
+    def __init__(self, method: str, error: dict[str, Any]) -> None:
+        self.method = method
+        self.code = int(error.get("code", 0) or 0)
+        self.data = error.get("data")
+        super().__init__(f"{method}: {error.get('message', error)}"
+                         + (f" ({self.data})" if self.data else ""))
+
+
+RPC_BATCH_MAX = 500  # calls per HTTP request
+_sessions = threading.local()
+
+
+def rpc_batch(w3: Web3, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    """Many JSON-RPC calls in one HTTP POST of a batch array (chunks of `RPC_BATCH_MAX`): each
+    call's raw `result`, or an `RpcError` in its place. A provider that is not HTTP gets the
+    calls one by one. A transport failure raises (`requests.ConnectionError`: an outage)."""
+    endpoint = getattr(w3.provider, "endpoint_uri", None)
+    if not endpoint:
+        return [_one_by_one(w3, method, params) for method, params in calls]
+    kwargs: dict[str, Any] = {"timeout": 30.0}
+    get_kwargs = getattr(w3.provider, "get_request_kwargs", None)
+    if get_kwargs is not None:
+        kwargs.update({k: v for k, v in dict(get_kwargs()).items() if k == "timeout"})
+    out: list[Any] = []
+    for start in range(0, len(calls), RPC_BATCH_MAX):
+        chunk = calls[start:start + RPC_BATCH_MAX]
+        payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
+                   for i, (m, p) in enumerate(chunk)]
+        response = _session().post(str(endpoint), json=payload, **kwargs)
+        response.raise_for_status()
+        body = response.json()
+        if not isinstance(body, list):  # the node refused the batch as a whole
+            raise ChainError(f"JSON-RPC batch refused: {str(body)[:300]}")
+        by_id = {item.get("id"): item for item in body}
+        for i, (method, _) in enumerate(chunk):
+            item = by_id.get(i)
+            if item is None:
+                out.append(RpcError(method, {"message": "no answer in the batch"}))
+            elif item.get("error") is not None:
+                out.append(RpcError(method, item["error"]))
+            else:
+                out.append(item.get("result"))
+    return out
+
+
+def _session() -> requests.Session:
+    session: requests.Session | None = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+    return session
+
+
+def _one_by_one(w3: Web3, method: str, params: list[Any]) -> Any:
+    response = w3.provider.make_request(method, params)  # type: ignore[arg-type]
+    if response.get("error") is not None:
+        return RpcError(method, dict(response["error"]))
+    return response.get("result")
+
+
+def read_jobs(contract: Contract, job_ids: Sequence[int]) -> dict[int, OnChainJob]:
+    """`getJob` for many jobs in one JSON-RPC batch (`eth_call` each, at the latest block). A
+    job whose call failed is left out (its caller reads it on its own, in its own boundary)."""
+    if not job_ids:
+        return {}
+    prefix = str(contract.functions.getJob(0)._encode_transaction_data())[:10]  # the selector
+    address = str(contract.address)
+    calls = [("eth_call", [{"to": address, "data": prefix + f"{job_id:064x}"}, "latest"])
+             for job_id in job_ids]
+    jobs: dict[int, OnChainJob] = {}
+    for job_id, result in zip(job_ids, rpc_batch(contract.w3, calls), strict=True):
+        if isinstance(result, RpcError):
+            continue
+        data = bytes.fromhex(str(result).removeprefix("0x"))
+        if len(data) != 5 * 32:
+            continue
+        # a static tuple of five words: read them in place (eth_abi costs ~10× more per job)
+        word = [data[i * 32:(i + 1) * 32] for i in range(5)]
+        jobs[job_id] = OnChainJob(status=JobStatus(int.from_bytes(word[0], "big")),
+                                  lease_end=int.from_bytes(word[1], "big"),
+                                  claimer="0x" + word[2][12:].hex(), digest=word[3][:20],
+                                  settle_pending=bool(int.from_bytes(word[4], "big")))
+    return jobs
 
 
 def read_replicas(contract: Contract, job_id: int, replicas: int) -> list[ReplicaSlot]:

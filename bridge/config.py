@@ -17,7 +17,10 @@ class BridgeSettings(CodSettings):
     confirmations: int = 0  # blocks to wait before acting on an event (0 for dev chains)
     start_block: int = 0  # where to read from when the ledger has no checkpoint yet
     log_chunk_blocks: int = 2000  # eth_getLogs range per request
+    # the loop runs on every new head and every pushed result (bridge.wake), and at least this often
     poll_interval_s: float = 0.5
+    ws_url: str | None = None  # newHeads subscription; None: ws:// of rpc_url; "": poll for heads
+    head_poll_s: float = 0.25  # eth_blockNumber polling when there is no subscription
     ledger_url: str = "sqlite:///cod-ledger.sqlite"
     broker_url: str = "redis://127.0.0.1:6379/0"
     ipfs_api: str = "http://127.0.0.1:5001"

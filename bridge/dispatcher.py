@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 
 import redis
 
 from bridge import metrics
 from bridge.claims import Claims
-from bridge.isolation import each_job
+from bridge.isolation import OUTAGES, each_job
 from bridge.ledger import Job, JobState, Ledger
 from bridge.logs import job_extra
 from bridge.placement import Placement, place, waiting_for
@@ -80,23 +81,32 @@ class Dispatcher:
         fails validation is rejected here, without using a compute node. A job no live node can
         serve waits (out of the window for `WAIT_RECHECK_S`), so it never holds back the rest.
         With claims, a job that can run is claimed first (its lease starts only then) and sent
-        once the claim is confirmed (`claimed`)."""
+        once the claim is confirmed (`claimed`).
+
+        Each job is decided in its own error boundary, then the batch is sent over one broker
+        connection and recorded `dispatched` in one ledger transaction (`_send_batch`)."""
         jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.REQUESTED,
                                     JobState.CLAIMED, limit=DISPATCH_BATCH, fair=True)
         if not jobs:
             return 0
         epoch = self._epoch.current()
-        nodes = self._nodes.live()  # once per batch, not once per job
-        return each_job(self._ledger, jobs, "dispatching",
-                        lambda job: self._dispatch_one(job, epoch, nodes), self.reject)
+        board = _BatchBoard(self._nodes, self._nodes.live())  # once per batch, not once per job
+        ready: list[_Outgoing] = []
+        try:
+            handled = each_job(self._ledger, jobs, "dispatching",
+                               lambda job: self._decide(job, board, ready), self.reject)
+        finally:  # jobs decided before an outage are still sent (as they were one by one)
+            failed = self._send_batch(ready, epoch)
+        return handled - failed
 
-    def _dispatch_one(self, job: Job, epoch: str, nodes: list[NodeInfo]) -> None:
+    def _decide(self, job: Job, board: _BatchBoard, ready: list[_Outgoing]) -> None:
+        """Reject, defer, claim, or add the job's next attempt to `ready`."""
         try:
             spec = parse_spec(job.spec)
         except SpecError as exc:
             self.reject(job, str(exc))
             return
-        wait = waiting_for(spec, nodes, time.time() - job.created_at)
+        wait = waiting_for(spec, board.nodes, time.time() - job.created_at)
         if wait is not None:
             if wait.expired:
                 self._waiting.pop(job.key, None)
@@ -111,7 +121,52 @@ class Dispatcher:
         if (self._claims is not None and job.state == JobState.REQUESTED
                 and not self._claims.claim(job)):
             return  # sent once the claim is confirmed (or left to whoever holds it)
-        self.send(job, epoch, nodes=nodes)
+        ready.append(self._next_attempt(job, spec, board, near_data=True))
+
+    def _send_batch(self, ready: list[_Outgoing], epoch: str) -> int:
+        """Send `ready` in one pass over one connection, each task in its own error boundary,
+        then record what was sent in one transaction. Returns how many could not be sent.
+
+        Only a pass that ends is recorded: a batched sender sends when it ends, so after an
+        outage none of the batch counts as sent and all of it is sent again under the same
+        task ids (a duplicate delivery at worst, never a job recorded as sent that was not; a
+        crash between sending and recording also leaves the jobs to be sent again)."""
+        if not ready:
+            return 0
+        outgoing = {out.job.key: out for out in ready}
+        sent: list[_Outgoing] = []
+        with self._tasks.sending() as sender:
+            def send_one(job: Job) -> None:
+                out = outgoing[job.key]
+                sender.send(out.task_id, out.queue, job.key, job.spec)
+                sent.append(out)
+
+            ok = each_job(self._ledger, [out.job for out in ready], "dispatching", send_one,
+                          self.reject)
+        self._record_sent(sent, epoch)
+        return len(ready) - ok
+
+    def _record_sent(self, sent: list[_Outgoing], epoch: str) -> None:
+        try:
+            self._ledger.mark_dispatched_many([out.row() for out in sent], epoch)
+        except OUTAGES:
+            raise
+        except Exception:  # one job's row broke the batch: record each in its own boundary
+            log.exception("recording %d dispatched jobs at once failed; recording each", len(sent))
+            by_key = {out.job.key: out for out in sent}
+            each_job(self._ledger, list(by_key[key].job for key in by_key), "dispatching",
+                     lambda job: self._record_one(by_key[job.key], epoch), self.reject)
+            return
+        for out in sent:
+            log.info("dispatched %s to %s", out.task_id, out.queue,
+                     **job_extra(out.job.key))  # type: ignore[arg-type]
+
+    def _record_one(self, out: _Outgoing, epoch: str) -> None:
+        _, attempt, task_id, routed_node, detail = out.row()
+        self._ledger.mark_dispatched(out.job, attempt, task_id, epoch, routed_node=routed_node,
+                                     detail=detail)
+        log.info("dispatched %s to %s", task_id, out.queue,
+                 **job_extra(out.job.key))  # type: ignore[arg-type]
 
     def reject(self, job: Job, reason: str) -> None:
         """The job cannot be run: it goes to the submitter, which fails it on-chain with `reason`."""
@@ -122,17 +177,17 @@ class Dispatcher:
         """Send a job's next attempt: to the node holding most of its input if there is one (and
         `near_data`), else to the general queue for its resources. `nodes`: the live nodes, if
         the caller has read them already."""
-        spec = parse_spec(job.spec)
-        placement = self._place(spec, nodes) if near_data and self._locality else None
+        out = self._next_attempt(job, parse_spec(job.spec), _BatchBoard(self._nodes, nodes),
+                                 near_data)
+        self._tasks.send(out.task_id, out.queue, job.key, job.spec)
+        self._record_one(out, epoch)
+
+    def _next_attempt(self, job: Job, spec: JobSpec, board: _BatchBoard, near_data: bool
+                      ) -> _Outgoing:
+        placement = self._place(spec, board) if near_data and self._locality else None
         queue = node_queue(placement.node_id) if placement else queue_for(spec)
         attempt = job.attempts + 1
-        task_id = f"{job.key}:{attempt}"
-        self._tasks.send(task_id, queue, job.key, job.spec)
-        detail = f"routed to its data: {placement.describe()}" if placement else f"queue {queue}"
-        self._ledger.mark_dispatched(job, attempt, task_id, epoch,
-                                     routed_node=placement.node_id if placement else None,
-                                     detail=detail)
-        log.info("dispatched %s to %s", task_id, queue, **job_extra(job.key))  # type: ignore[arg-type]
+        return _Outgoing(job, attempt, f"{job.key}:{attempt}", queue, placement)
 
     def reroute(self, job: Job, epoch: str, why: str) -> None:
         """Give up waiting for the node that holds the data: the job goes to the general queue
@@ -142,20 +197,23 @@ class Dispatcher:
         self._ledger.add_event(job, EventKind.RE_ROUTED, why)
         self.send(job, epoch, near_data=False)
 
-    def _place(self, spec: JobSpec, nodes: list[NodeInfo] | None) -> Placement | None:
+    def _place(self, spec: JobSpec, board: _BatchBoard) -> Placement | None:
         if not input_roots(spec):
             return None
-        if nodes is None:
-            nodes = self._nodes.live()
-        return place(spec, nodes, self._nodes.holdings([n.node_id for n in nodes]))
+        return place(spec, board.nodes, board.holdings())
 
-    def collect(self) -> int:
+    def collect(self, task_ids: set[str] | None = None) -> int:
         """Move jobs whose task finished to `executed` (or `rejected`); returns how many.
-        Pages through the dispatched jobs, so a large backlog is looked at in turn, not only its
-        oldest part."""
-        jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.DISPATCHED,
-                                    limit=COLLECT_BATCH, after_job_id=self._collect_after)
-        self._collect_after = jobs[-1].job_id if len(jobs) == COLLECT_BATCH else 0
+        `task_ids`: only the jobs of these tasks (their results were pushed: `bridge.wake`);
+        None pages through every dispatched job, so a large backlog is looked at in turn, not
+        only its oldest part."""
+        if task_ids is not None:
+            jobs = self._ledger.jobs_with_tasks(self._chain_id, self._contract,
+                                                JobState.DISPATCHED, task_ids)
+        else:
+            jobs = self._ledger.jobs_in(self._chain_id, self._contract, JobState.DISPATCHED,
+                                        limit=COLLECT_BATCH, after_job_id=self._collect_after)
+            self._collect_after = jobs[-1].job_id if len(jobs) == COLLECT_BATCH else 0
         done = [0]
 
         def collect_one(job: Job) -> None:
@@ -233,3 +291,42 @@ class Dispatcher:
                                        outcome.reason, detail, result=outcome.result)
         else:
             self._ledger.mark_run_failed(job, outcome.node, outcome.reason)
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """A job's next attempt, decided and not yet recorded as sent."""
+
+    job: Job
+    attempt: int
+    task_id: str  # `chainId:contract:jobId:attempt`: sent twice, it is still one task
+    queue: str
+    placement: Placement | None
+
+    def row(self) -> tuple[Job, int, str, str | None, str]:
+        """What `Ledger.mark_dispatched_many` records: job, attempt, task id, node, detail."""
+        placement = self.placement
+        detail = f"routed to its data: {placement.describe()}" if placement else f"queue {self.queue}"
+        return (self.job, self.attempt, self.task_id, placement.node_id if placement else None,
+                detail)
+
+
+class _BatchBoard:
+    """The live nodes and their holdings as one dispatch batch sees them: each read from the
+    board at most once (the holdings only if a job of the batch has IPFS inputs)."""
+
+    def __init__(self, board: NodeBoard, nodes: list[NodeInfo] | None) -> None:
+        self._board = board
+        self._nodes = nodes
+        self._holdings: dict[str, dict[str, int]] | None = None
+
+    @property
+    def nodes(self) -> list[NodeInfo]:
+        if self._nodes is None:
+            self._nodes = self._board.live()
+        return self._nodes
+
+    def holdings(self) -> dict[str, dict[str, int]]:
+        if self._holdings is None:
+            self._holdings = self._board.holdings([n.node_id for n in self.nodes])
+        return self._holdings

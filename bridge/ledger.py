@@ -218,6 +218,7 @@ class NewJob:
 
 
 RECENT_BLOCKS_KEPT = 2048
+_IN_BATCH = 500  # values per `IN (…)`: under any backend's bound-parameter cap
 
 
 class Ledger:
@@ -303,6 +304,34 @@ class Ledger:
                 checkpoint.block_hash = blocks[end_block]
         return new
 
+    def record_block_range_bulk(
+        self, chain_id: int, contract: str, jobs: Sequence[NewJob], blocks: dict[int, str],
+        end_block: int,
+    ) -> int:
+        """`record_block_range`, with the same result, in a few statements per range instead of
+        several per job: when no job id of the range is recorded yet (catching up), the jobs, their
+        timeline lines, the block hashes and the checkpoint go in as bulk inserts in one
+        transaction. A range holding an id already recorded (read twice, re-included after a
+        reorg), or one id twice, or one another writer raced, is left to `record_block_range`."""
+        from sqlalchemy.exc import IntegrityError  # here, not at the top: this method is an addition
+
+        contract = contract.lower()
+        ids = [job.job_id for job in jobs]
+        try:
+            with self.session() as s:
+                bulk = len(set(ids)) == len(ids) and not any(
+                    s.scalars(select(Job.job_id).where(
+                        Job.chain_id == chain_id, Job.contract == contract,
+                        Job.job_id.in_(ids[i:i + _IN_BATCH])).limit(1)).first() is not None
+                    for i in range(0, len(ids), _IN_BATCH))
+                if bulk:
+                    _insert_block_range(s, chain_id, contract, jobs, blocks, end_block)
+        except IntegrityError:  # another writer recorded one of the ids first; nothing was written
+            bulk = False
+        if not bulk:
+            return self.record_block_range(chain_id, contract, jobs, blocks, end_block)
+        return len(jobs)
+
     def recent_blocks(self, chain_id: int, contract: str) -> list[SeenBlock]:
         """Stored block hashes, newest first."""
         with self.session() as s:
@@ -357,6 +386,16 @@ class Ledger:
                      .where(Job.chain_id == chain_id, Job.contract == contract.lower())
                      .order_by(ranked.c.rank, Job.job_id).limit(limit))
             return list(s.scalars(query))
+
+    def jobs_with_tasks(self, chain_id: int, contract: str, state: JobState,
+                        task_ids: set[str]) -> list[Job]:
+        """The jobs in `state` whose current task is one of `task_ids`, oldest first."""
+        if not task_ids:
+            return []
+        with self.session() as s:
+            return list(s.scalars(select(Job).where(
+                Job.chain_id == chain_id, Job.contract == contract.lower(),
+                Job.state == str(state), Job.task_id.in_(sorted(task_ids))).order_by(Job.job_id)))
 
     def defer(self, job: Job, seconds: float) -> None:
         """Leave the job out of every step's window for `seconds` (it is waiting for something)."""
@@ -501,6 +540,59 @@ class Ledger:
         says it was."""
         self._update(job, EventKind.CLOSED, detail, state=state)
 
+    def mark_submitting_many(self, jobs: Sequence[Job], tx_id: int, function: str) -> None:
+        """`mark_submitting` for every job one transaction settles (`fulfillBatch`), in one
+        ledger transaction."""
+        self._update_many([(job, EventKind.SUBMITTING, f"{function} (tx #{tx_id})",
+                            {"state": JobState.SUBMITTING, "submit_tx_id": tx_id})
+                           for job in jobs])
+
+    def mark_settled_many(self, settled: Sequence[tuple[Job, str | None, int | None, bool]]
+                          ) -> None:
+        """`mark_settled` for many jobs, each `(job, tx_hash, block, fulfilled)`, in one ledger
+        transaction."""
+        self._update_many([
+            (job, EventKind.FULFILLED if fulfilled else EventKind.FAILED_ON_CHAIN,
+             f"tx {tx_hash} in block {block}",
+             {"state": JobState.COMPLETED if fulfilled else JobState.FAILED, "submit_tx": tx_hash})
+            for job, tx_hash, block, fulfilled in settled])
+
+    def _update_many(self, updates: Sequence[tuple[Job, EventKind, str, dict[str, object]]]
+                     ) -> None:
+        """`_update` for many jobs of one chain and contract, in one transaction: one `UPDATE … IN
+        (…)` per set of values (per 500 jobs) and one insert of the timeline lines (the ORM's
+        unit of work, row by row, costs more than the writes)."""
+        from sqlalchemy import insert, update  # here: this method is an addition
+
+        if not updates:
+            return
+        now = time.time()
+        first = updates[0][0]
+        groups: dict[tuple[tuple[str, object], ...], list[int]] = {}
+        for job, _, _, fields in updates:
+            assert (job.chain_id, job.contract) == (first.chain_id, first.contract)
+            groups.setdefault(tuple(sorted(fields.items())), []).append(job.job_id)
+        with self.session() as s:
+            for values, ids in groups.items():
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i:i + 500]
+                    result = s.execute(
+                        update(Job).where(Job.chain_id == first.chain_id,
+                                          Job.contract == first.contract,
+                                          Job.job_id.in_(chunk))
+                        .values(**dict(values), updated_at=now)
+                        .execution_options(synchronize_session=False))
+                    changed = getattr(result, "rowcount", len(chunk))
+                    assert changed == len(chunk), f"{len(chunk) - changed} jobs vanished"
+            s.execute(insert(JobEvent), [
+                {"chain_id": job.chain_id, "contract": job.contract, "job_id": job.job_id,
+                 "at": now, "kind": kind, "detail": detail}
+                for job, kind, detail, _ in updates])
+        for job, _, _, fields in updates:
+            for name, value in fields.items():
+                setattr(job, name, value)
+            job.updated_at = now
+
     def _update(self, job: Job, event_kind: EventKind | None, detail: str, **fields: object
                 ) -> None:
         """Set fields of a job (and on `job`) and append a timeline event, in one transaction."""
@@ -557,6 +649,59 @@ class Ledger:
                 setattr(job, name, value)
             _add_event(s, job.chain_id, job.contract, job.job_id, EventKind.QUEUED,
                        f"attempt {attempt}, task {task_id}" + (f"; {detail}" if detail else ""))
+
+    def mark_dispatched_many(self, sent: Sequence[tuple[Job, int, str, str | None, str]],
+                             epoch: str) -> None:
+        """`mark_dispatched` for a batch of sent tasks, each `(job, attempt, task_id,
+        routed_node, detail)`, in one transaction: the same rows and timeline lines, written as
+        one statement per table per 500 jobs (Core statements: the ORM's unit of work costs
+        more than the writes themselves), not one commit per job."""
+        from sqlalchemy import bindparam, insert, tuple_, update  # here: this method is an addition
+
+        if not sent:
+            return
+        now, step = time.time(), 500  # step: values per `IN (…)`, under every backend's cap
+        tables = Base.metadata.tables
+        jobs, attempts, events = (tables[Job.__tablename__], tables[Attempt.__tablename__],
+                                  tables[JobEvent.__tablename__])
+        with self.session() as s:
+            connection = s.connection()
+            for i in range(0, len(sent), step):
+                part = sent[i:i + step]
+                keys = [(job.chain_id, job.contract, job.job_id) for job, *_ in part]
+                found = {tuple(r) for r in s.execute(select(Job.chain_id, Job.contract, Job.job_id)
+                                                     .where(tuple_(Job.chain_id, Job.contract,
+                                                                   Job.job_id).in_(keys)))}
+                missing = next((job for job, *_ in part
+                                if (job.chain_id, job.contract, job.job_id) not in found), None)
+                assert missing is None, f"job {missing.key} vanished from the ledger"
+                known = set(s.scalars(select(Attempt.task_id).where(
+                    Attempt.task_id.in_([task_id for _, _, task_id, *_ in part]))))
+                new_attempts = {task_id: {
+                    "chain_id": job.chain_id, "contract": job.contract, "job_id": job.job_id,
+                    "attempt": attempt, "task_id": task_id, "queued_at": now}
+                    for job, attempt, task_id, *_ in part if task_id not in known}
+                if new_attempts:
+                    connection.execute(insert(attempts), list(new_attempts.values()))
+                connection.execute(
+                    update(jobs).where(jobs.c.chain_id == bindparam("k_chain"),
+                                       jobs.c.contract == bindparam("k_contract"),
+                                       jobs.c.job_id == bindparam("k_job"))
+                    .values(state=JobState.DISPATCHED, broker_epoch=epoch, dispatched_at=now,
+                            updated_at=now, started_at=None, task_id=bindparam("v_task"),
+                            attempts=bindparam("v_attempt"), routed_node=bindparam("v_node")),
+                    [{"k_chain": job.chain_id, "k_contract": job.contract, "k_job": job.job_id,
+                      "v_task": task_id, "v_attempt": attempt, "v_node": node}
+                     for job, attempt, task_id, node, _ in part])
+                connection.execute(insert(events), [{
+                    "chain_id": job.chain_id, "contract": job.contract, "job_id": job.job_id,
+                    "at": now, "kind": EventKind.QUEUED,
+                    "detail": f"attempt {attempt}, task {task_id}" + (f"; {detail}" if detail else "")}
+                    for job, attempt, task_id, _, detail in part])
+        for job, attempt, task_id, node, _ in sent:  # as `mark_dispatched` updates its `job`
+            job.state, job.task_id, job.attempts, job.broker_epoch = (
+                JobState.DISPATCHED, task_id, attempt, epoch)
+            job.dispatched_at, job.updated_at, job.routed_node, job.started_at = now, now, node, None
 
     def finish_attempt(self, task_id: str, *, node: str, duration_s: float,
                        exit_code: int | None, result_cid: str | None, error: str | None) -> None:
@@ -630,6 +775,55 @@ def _add_event(s: Session, chain_id: int, contract: str, job_id: int, kind: Even
                detail: str) -> None:
     s.add(JobEvent(chain_id=chain_id, contract=contract, job_id=job_id, at=time.time(),
                    kind=kind, detail=detail))
+
+
+def _insert_block_range(s: Session, chain_id: int, contract: str, jobs: Sequence[NewJob],
+                        blocks: dict[int, str], end_block: int) -> None:
+    """`Ledger.record_block_range_bulk`'s writes, once every job is known to be new: what
+    `record_block_range` writes for new jobs, as one multi-row insert per table (Core inserts:
+    the ORM's bulk path costs as much again per row)."""
+    from sqlalchemy import insert
+
+    now = time.time()
+    connection = s.connection()
+    if jobs:
+        connection.execute(insert(Base.metadata.tables[Job.__tablename__]), [{
+            "chain_id": chain_id, "contract": contract, "job_id": job.job_id,
+            "requester": job.requester, "consumer": job.consumer, "spec": job.spec,
+            "fee_wei": str(job.fee_wei), "deadline": job.deadline,
+            "block_number": job.block_number, "block_hash": job.block_hash,
+            "tx_hash": job.tx_hash, "log_index": job.log_index,
+            "state": JobState.REJECTED if job.reason else JobState.REQUESTED,
+            "reason": job.reason, "attempts": 0, "submit_attempts": 0,
+            "callback_gas_limit": job.callback_gas_limit, "request_hash": job.request_hash,
+            "replicas": job.replicas, "lease_s": job.lease_s, "restricted": job.restricted,
+            "claim_attempts": 0, "errors": 0, "not_before": 0.0, "created_at": now,
+            "updated_at": now,
+        } for job in jobs])
+        lines = [{"chain_id": chain_id, "contract": contract, "job_id": job.job_id, "at": now,
+                  "kind": EventKind.REQUESTED, "detail": f"block {job.block_number} tx {job.tx_hash}"}
+                 for job in jobs]
+        lines += [{"chain_id": chain_id, "contract": contract, "job_id": job.job_id, "at": now,
+                   "kind": EventKind.REJECTED, "detail": job.reason} for job in jobs if job.reason]
+        connection.execute(insert(Base.metadata.tables[JobEvent.__tablename__]), lines)
+    numbers = sorted(blocks)
+    for i in range(0, len(numbers), _IN_BATCH):  # replaced, as `merge` does
+        s.execute(delete(SeenBlock).where(
+            SeenBlock.chain_id == chain_id, SeenBlock.contract == contract,
+            SeenBlock.block_number.in_(numbers[i:i + _IN_BATCH])))
+    connection.execute(insert(Base.metadata.tables[SeenBlock.__tablename__]), [
+        {"chain_id": chain_id, "contract": contract, "block_number": n, "block_hash": blocks[n]}
+        for n in numbers])
+    s.execute(delete(SeenBlock).where(
+        SeenBlock.chain_id == chain_id, SeenBlock.contract == contract,
+        SeenBlock.block_number < end_block - RECENT_BLOCKS_KEPT))
+    checkpoint = s.get(Checkpoint, (chain_id, contract))
+    if checkpoint is None:
+        s.add(Checkpoint(chain_id=chain_id, contract=contract, block_number=end_block,
+                         block_hash=blocks[end_block]))
+    else:
+        checkpoint.block_number = end_block
+        checkpoint.block_hash = blocks[end_block]
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -9,8 +9,10 @@
   With `confirmations` at least the chain's reorg depth this never happens; when it does, it is a
   critical alarm (log + metric), not a silent fix.
 - `eth_getLogs` ranges start at `chunk_blocks` and halve when the RPC refuses a range.
-- Logs are fetched raw and decoded one by one (`bridge.events`): a request whose bytes do not decode
-  is recorded and failed on-chain with the reason, and never stops the range.
+- Logs are fetched raw — one `eth_getLogs` per range, straight through the provider, so web3 does
+  not format thousands of logs it would only hand back — and decoded one by one (`bridge.events`):
+  a request whose bytes do not decode is recorded and failed on-chain with the reason, and never
+  stops the range. A range's jobs are written in bulk (`Ledger.record_block_range_bulk`).
 - A range and its end block's hash are one consistent read: the hash is read before and after the
   logs, and the range is read again if a reorg moved it in between.
 """
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import Web3RPCError
+from web3.types import RPCEndpoint
 
 from bridge import metrics
 from bridge.events import RequestDecoder, UndecodableRequest
@@ -45,6 +49,7 @@ class Listener:
         self._max_chunk = chunk_blocks
         self._on_reorged = on_reorged
         self._decoder = RequestDecoder.from_abi(contract.abi)
+        self._topic = Web3.to_hex(self._decoder.topic)
         self.chain_id = w3.eth.chain_id
         self.address = str(contract.address)
 
@@ -70,8 +75,8 @@ class Listener:
                 continue
             if jobs is None:
                 continue  # the range moved under a reorg while it was read: read it again
-            added = self._ledger.record_block_range(self.chain_id, self.address, jobs, blocks,
-                                                    end)
+            added = self._ledger.record_block_range_bulk(self.chain_id, self.address, jobs,
+                                                         blocks, end)
             if added:
                 log.info("blocks %d-%d: %d new job(s)", start, end, added)
                 metrics.JOBS_SEEN.inc(added)
@@ -85,14 +90,16 @@ class Listener:
         """The requests in blocks start..end and the hashes to remember (the range's last block
         and each block holding a request), read consistently; None if a reorg intervened."""
         end_hash = Web3.to_hex(self._w3.eth.get_block(end)["hash"])
-        raw_logs = self._w3.eth.get_logs({"address": self._contract.address,
-                                          "topics": [Web3.to_hex(self._decoder.topic)],
-                                          "fromBlock": start, "toBlock": end})
+        raw_logs = self._get_logs(start, end)
         if Web3.to_hex(self._w3.eth.get_block(end)["hash"]) != end_hash:
             return None, {}
         blocks: dict[int, str] = {end: end_hash}
         jobs: list[NewJob] = []
         for raw in raw_logs:
+            if not isinstance(raw, dict):
+                metrics.UNDECODABLE_LOGS.inc()
+                log.error("eth_getLogs answered a log that is not an object: %.100r", raw)
+                continue
             if raw.get("removed"):
                 continue
             decoded = self._decoder.decode(raw)
@@ -104,6 +111,22 @@ class Listener:
             jobs.append(decoded)
             blocks[decoded.block_number] = decoded.block_hash
         return jobs, blocks
+
+    def _get_logs(self, start: int, end: int) -> list[Any]:
+        """The raw JSON logs of our request topic in start..end; raises `Web3RPCError` when the
+        RPC refuses the range (as `w3.eth.get_logs` would), so the range is halved."""
+        params = {"address": self.address, "topics": [self._topic],
+                  "fromBlock": hex(start), "toBlock": hex(end)}
+        response: Any = self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
+        error = response.get("error") if isinstance(response, dict) else "no JSON-RPC response"
+        if error is not None:
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise Web3RPCError(f"eth_getLogs {start}-{end}: {message}", rpc_response=response)
+        result = response.get("result")
+        if not isinstance(result, list):
+            raise Web3RPCError(f"eth_getLogs {start}-{end} answered {result!r:.100}",
+                               rpc_response=response)
+        return result
 
     def _check_reorg(self) -> None:
         checkpoint = self._ledger.checkpoint(self.chain_id, self.address)

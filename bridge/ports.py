@@ -4,7 +4,8 @@ Each step takes its collaborators as constructor arguments, typed by the small p
 a unit test can hand it fakes; `bridge.service.Bridge` builds the real ones (Celery, the broker's
 Redis, web3) from the settings and passes them in.
 
-- `TaskQueue`: send a task to a queue, read a task's state and result, forget or revoke it.
+- `TaskQueue`: send a task to a queue (or many, over one connection: `sending`), read a task's
+  state and result, forget or revoke it.
 - `NodeBoard`: the live nodes, what they hold, and the marks on tasks sent elsewhere.
 - `Epoch`: the broker's epoch (`bridge.dispatcher.BrokerEpoch`).
 - `ChainReader`: the contract's address, the latest block's timestamp, a job as the chain has it.
@@ -16,13 +17,16 @@ Redis, web3) from the settings and passes them in.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
+import kombu.exceptions
 from celery import Celery
 from celery.result import AsyncResult
 from web3.contract import Contract
 
-from bridge.chain import OnChainJob, ReplicaSlot, read_job, read_replicas
+from bridge.chain import OnChainJob, ReplicaSlot, read_job, read_jobs, read_replicas
 from bridge.ledger import Transaction
 from bridge.operators import OperatorStatus
 from bridge.operators import status as operator_status
@@ -47,9 +51,14 @@ class TaskResult(Protocol):
     def forget(self) -> None: ...
 
 
-class TaskQueue(Protocol):
+class TaskSender(Protocol):
     def send(self, task_id: str, queue: str, job_key: str, spec: str) -> None:
         """Queue the job-execution task for `job_key` running `spec` under `task_id`."""
+
+
+class TaskQueue(TaskSender, Protocol):
+    def sending(self) -> AbstractContextManager[TaskSender]:
+        """A sender for many tasks in a row over one broker connection (a dispatch batch)."""
 
     def result(self, task_id: str) -> TaskResult: ...
 
@@ -86,6 +95,9 @@ Fulfilment = tuple[int, Terms, str, int, bytes]
 
 
 class SettlementChain(ChainReader, Protocol):
+    def read_jobs(self, job_ids: list[int]) -> dict[int, OnChainJob]:
+        """Many jobs as the chain has them, in one round trip."""
+
     def may_claim(self, job_id: int, account: str) -> bool:
         """`account` is named by restricted request `job_id`."""
 
@@ -121,8 +133,12 @@ class TxQueue(Protocol):
 
     def get(self, tx_id: int) -> Transaction | None: ...
 
+    def get_many(self, tx_ids: list[int]) -> dict[int, Transaction]: ...
+
 
 # -- the real providers --------------------------------------------------------------------------
+
+BATCH_MAX_COMMANDS = 10_000  # broker commands buffered before a flush: a dispatch batch (500) is one
 
 
 class CeleryTaskQueue:
@@ -134,12 +150,54 @@ class CeleryTaskQueue:
     def send(self, task_id: str, queue: str, job_key: str, spec: str) -> None:
         self.app.send_task(EXECUTE_JOB, args=[job_key, spec], task_id=task_id, queue=queue)
 
+    @contextmanager
+    def sending(self) -> Iterator[TaskSender]:
+        """One producer (and its connection) from the app's pool for the whole batch, publishing
+        through kombu's batch (Redis: one pipelined round trip at the end, instead of a pooled
+        connection and a round trip per task). The tasks go out when the block ends; one that
+        ends with an error sends none it had not flushed. A failed flush (delivery uncertain)
+        is raised as an outage: nothing is recorded as sent, and the jobs are sent again under
+        the same task ids."""
+        with self.app.producer_or_acquire() as producer:
+            try:
+                with producer.batch(max_size=BATCH_MAX_COMMANDS):
+                    yield _ProducerSender(self.app, producer)
+            except kombu.exceptions.BatchPublishError as exc:
+                raise kombu.exceptions.OperationalError(
+                    f"sending a batch of tasks failed: {exc}") from exc
+
     def result(self, task_id: str) -> TaskResult:
         result: TaskResult = AsyncResult(task_id, app=self.app)
         return result
 
     def revoke(self, task_id: str) -> None:
         self.app.control.revoke(task_id)
+
+
+class _ProducerSender:
+    """Sends each task with the producer `CeleryTaskQueue.sending` holds: the message
+    `send_task` would send (tests/bridge/test_dispatch_batch_unit.py compares them), built and
+    published with the app's own `amqp` calls. Not `send_task` itself: with the Redis result
+    backend it also subscribes to every task's result channel and unsubscribes when its
+    `AsyncResult` is dropped, two more round trips per task that the bridge never reads from
+    (results are read by key; `bridge.wake` listens on one pattern)."""
+
+    def __init__(self, app: Celery, producer: Any) -> None:
+        self._app = app
+        self._producer = producer
+        self._declared: set[str] = set()  # queues declared in this batch (kombu caches it too)
+
+    def send(self, task_id: str, queue: str, job_key: str, spec: str) -> None:
+        amqp = self._app.amqp
+        message = amqp.create_task_message(
+            task_id, EXECUTE_JOB, [job_key, spec], {}, reply_to=self._app.thread_oid,
+            create_sent_event=self._app.conf.task_send_sent_event, ignore_result=None)
+        # a queue is declared with its first task of the batch, as `send_task` would (kombu's
+        # cache answers the rest, at the cost of copying and binding the queue per task)
+        declare: list[Any] | None = None if queue not in self._declared else []
+        amqp.send_task_message(self._producer, EXECUTE_JOB, message, queue=queue,
+                               declare=declare)
+        self._declared.add(queue)
 
 
 class RedisNodeBoard:
@@ -175,6 +233,9 @@ class ContractChain:
 
     def read_job(self, job_id: int) -> OnChainJob:
         return read_job(self.contract, job_id)
+
+    def read_jobs(self, job_ids: list[int]) -> dict[int, OnChainJob]:
+        return read_jobs(self.contract, job_ids)
 
     def may_claim(self, job_id: int, account: str) -> bool:
         return bool(self.contract.functions.mayClaim(job_id, account).call())

@@ -2,7 +2,9 @@
 one loop.
 
 One loop in one process keeps a single owner for the oracle key's nonces. Each step reads its work
-from the ledger, so the loop can stop (or be killed) anywhere and resume where it was.
+from the ledger, so the loop can stop (or be killed) anywhere and resume where it was. The loop
+runs when there is something to do (a new head, a pushed result: `bridge.wake`), and at least
+every `poll_interval_s`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bridge.reconciler import Reconciler
 from bridge.replication import Replication
 from bridge.submitter import Submitter
 from bridge.txmanager import TxManager
+from bridge.wake import HeadWatcher, ResultWatcher, Wakeup
 from protocol.attestation import parse_addresses
 from protocol.messaging import make_app
 
@@ -74,6 +77,10 @@ class Bridge:
         self.claims.standing()  # logs at start why the key cannot claim, if it cannot
         self.chain_id = chain_id
         self._stop = threading.Event()
+        self.wake = Wakeup()
+        self._watchers = [HeadWatcher(self.wake, settings.rpc_url, settings.ws_url,
+                                      settings.head_poll_s),
+                          ResultWatcher(self.wake, str(app.conf.result_backend))]
         self._gauges_at = 0.0
         log.info("bridge for %s on chain %d, operator %s, %d confirmation(s)", self.address,
                  chain_id, self.txm.address, settings.confirmations)
@@ -85,12 +92,12 @@ class Bridge:
         failed: Exception | None = None
         for name, run in (("listen", self.listener.poll), ("reconcile", self.reconciler.maybe_run),
                           ("dispatch", self.dispatcher.dispatch_pending),
-                          ("collect", self.dispatcher.collect),
+                          ("collect", self._collect),
                           ("submit", self.submitter.submit_ready), ("send", self.txm.process),
                           ("confirm", self.submitter.confirm),
                           ("replicate", self.replication.advance),
                           # last: a claim mined in this pass is dispatched at the next one
-                          ("claimed", self.claims.confirm)):
+                          ("claimed", self._claimed)):
             try:
                 run()
             except Exception as exc:
@@ -104,6 +111,13 @@ class Bridge:
         if failed is not None:
             raise failed
 
+    def _collect(self) -> None:
+        self.dispatcher.collect(self.wake.changed_tasks())
+
+    def _claimed(self) -> None:
+        if self.claims.confirm():  # claims confirmed: dispatch them now, not at the next head
+            self.wake.poke()
+
     def _gauges(self) -> None:
         for state, count in self.ledger.count_by_state(self.chain_id, self.address).items():
             metrics.JOBS_BY_STATE.labels(state).set(count)
@@ -115,23 +129,31 @@ class Bridge:
 
     def run_forever(self) -> None:
         def stop(_signum: int, _frame: FrameType | None) -> None:
-            self._stop.set()
+            self.stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         if self.settings.metrics_port:
             metrics.serve(self.settings.metrics_port)
+        for watcher in self._watchers:
+            watcher.start()
         backoff = self.settings.poll_interval_s
-        while not self._stop.is_set():
-            try:
-                self.step()
-                backoff = self.settings.poll_interval_s
-            except Exception as exc:  # an outage (RPC, Redis) must not end the bridge
-                log.warning("bridge step failed (%s: %s); retrying in %.1f s",
-                            type(exc).__name__, str(exc)[:300], backoff)
-                backoff = min(backoff * 2, 15.0)
-            self._stop.wait(backoff)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.step()
+                    backoff = self.settings.poll_interval_s
+                    self.wake.wait(backoff)  # the next head or result, or the interval
+                except Exception as exc:  # an outage (RPC, Redis) must not end the bridge
+                    log.warning("bridge step failed (%s: %s); retrying in %.1f s",
+                                type(exc).__name__, str(exc)[:300], backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 15.0)
+        finally:
+            for watcher in self._watchers:
+                watcher.stop()
         log.info("bridge stopped")
 
     def stop(self) -> None:
         self._stop.set()
+        self.wake.poke()

@@ -44,6 +44,10 @@ SUBMIT_BATCH = 200
 DEADLINE_MARGIN_S = 30
 FULFIL_BATCH_MAX = 20  # the batch size the contract's gas target is set for
 BATCH_PREFIX = "fulfill-batch:"
+CONFIRM_BATCH = 500  # submitting jobs looked at per pass
+
+Settled = tuple[Job, str | None, int | None, bool]
+"""A job whose settling transaction is confirmed: job, tx hash, block, fulfilled (else failed)."""
 
 
 class Submitter:
@@ -71,9 +75,11 @@ class Submitter:
         if not jobs:
             return 0
         now = self._latest_timestamp()  # one block read per batch
+        on_chain = self._chain.read_jobs([job.job_id for job in jobs])  # one round trip
         ready: list[tuple[Job, Terms]] = []  # results to fulfil, in one transaction if several
         handled = each_job(self._ledger, jobs, "submitting",
-                           lambda job: self._submit(job, now, ready), self._abandon)
+                           lambda job: self._submit(job, now, ready, on_chain.get(job.job_id)),
+                           self._abandon)
         for start in range(0, len(ready), FULFIL_BATCH_MAX):
             chunk = ready[start:start + FULFIL_BATCH_MAX]
             try:
@@ -90,33 +96,58 @@ class Submitter:
     def confirm(self) -> int:
         """Settle jobs whose transaction is confirmed (or could not be sent); returns how many."""
         jobs = self._ledger.jobs_in(self._chain_id, self._address, JobState.SUBMITTING,
-                                    limit=500)
-        settled = [0]
+                                    limit=CONFIRM_BATCH)
+        # one ledger query for the transactions, one round trip for the batch items' state
+        txs = self._txm.get_many([job.submit_tx_id for job in jobs if job.submit_tx_id])
+        items = [job.job_id for job in jobs
+                 if (tx := txs.get(job.submit_tx_id or 0)) is not None and _mined_ok(tx)
+                 and tx.idempotency_key.startswith(BATCH_PREFIX)]
+        on_chain = self._chain.read_jobs(items) if items else {}
+        count = [0]
+        settled: list[Settled] = []  # marked together after the boundaries
 
         def confirm_one(job: Job) -> None:
-            settled[0] += self._confirm(job)
+            count[0] += self._confirm(job, txs, on_chain, settled)
 
         each_job(self._ledger, jobs, "confirming", confirm_one, self._abandon)
-        return settled[0]
+        self._mark_settled(settled)
+        return count[0]
 
-    def _confirm(self, job: Job) -> bool:
+    def _mark_settled(self, settled: list[Settled]) -> None:
+        """One ledger transaction for every settled job; should it fail for a reason of its
+        own, each job on its own (inside its boundary)."""
+        try:
+            self._ledger.mark_settled_many(settled)
+        except OUTAGES:
+            raise
+        except Exception:
+            log.warning("marking %d settled jobs at once failed; one by one", len(settled),
+                        exc_info=True)
+            by_job = {id(item[0]): item for item in settled}
+            each_job(self._ledger, [item[0] for item in settled], "confirming",
+                     lambda job: self._ledger.mark_settled(*by_job[id(job)]), self._abandon)
+
+    def _confirm(self, job: Job, txs: dict[int, Transaction], on_chain: dict[int, OnChainJob],
+                 settled: list[Settled]) -> bool:
         assert job.submit_tx_id is not None
-        tx = self._txm.get(job.submit_tx_id)
+        tx = txs.get(job.submit_tx_id) or self._txm.get(job.submit_tx_id)
         assert tx is not None
-        if tx.status == TxStatus.CONFIRMED and tx.succeeded:
+        if _mined_ok(tx):
             if tx.idempotency_key.startswith(BATCH_PREFIX):
-                return self._confirm_batch_item(job, tx)
+                return self._confirm_batch_item(job, tx, on_chain.get(job.job_id), settled)
             metrics.SUBMIT_LATENCY.observe(max(0.0, time.time() - tx.created_at))
             fulfilled = tx.idempotency_key.startswith("fulfill:")
-            self._ledger.mark_settled(job, tx.tx_hash, tx.mined_block, fulfilled)
+            settled.append((job, tx.tx_hash, tx.mined_block, fulfilled))
             return True
         if tx.status == TxStatus.FATAL or (tx.status == TxStatus.CONFIRMED and not tx.succeeded):
             self._retry_or_close(job, tx)
             return True
         return False
 
-    def _submit(self, job: Job, chain_time: int, ready: list[tuple[Job, Terms]]) -> int:
-        on_chain = self._chain.read_job(job.job_id)
+    def _submit(self, job: Job, chain_time: int, ready: list[tuple[Job, Terms]],
+                on_chain: OnChainJob | None = None) -> int:
+        if on_chain is None:  # not in the window's batch read (its call failed): on its own
+            on_chain = self._chain.read_job(job.job_id)
         terms = Terms.from_row(job)
         if not on_chain.status.open or not _same_request(terms, on_chain):
             self._close(job, on_chain.status)
@@ -170,19 +201,21 @@ class Submitter:
         key = BATCH_PREFIX + hashlib.sha256(members.encode()).hexdigest()
         tx = self._txm.enqueue(key, self._address, self._chain.fulfill_batch_calldata(items),
                                max_cost=max_cost)
-        for job, _ in ready:
-            self._ledger.mark_submitting(job, tx.id, f"fulfillBatch of {len(ready)}")
+        self._ledger.mark_submitting_many([job for job, _ in ready], tx.id,
+                                          f"fulfillBatch of {len(ready)}")
 
-    def _confirm_batch_item(self, job: Job, tx: Transaction) -> bool:
+    def _confirm_batch_item(self, job: Job, tx: Transaction, on_chain: OnChainJob | None,
+                            settled: list[Settled]) -> bool:
         """The batch was mined; whether it settled this job is on-chain (an item may have been
         skipped): completed with our result's digest, or sent again."""
-        on_chain = self._chain.read_job(job.job_id)
+        if on_chain is None:
+            on_chain = self._chain.read_job(job.job_id)
         assert job.result_cid is not None and job.exit_code is not None
         if (on_chain.status == JobStatus.COMPLETED
                 and on_chain.digest == result_digest(job.result_cid, job.exit_code,
                                                      _result(job))):
             metrics.SUBMIT_LATENCY.observe(max(0.0, time.time() - tx.created_at))
-            self._ledger.mark_settled(job, tx.tx_hash, tx.mined_block, fulfilled=True)
+            settled.append((job, tx.tx_hash, tx.mined_block, True))
         elif on_chain.status.open:
             self._retry(job, tx, "skipped in the batch (SettlementSkipped)")
         else:
@@ -228,6 +261,10 @@ class Submitter:
 
     def _latest_timestamp(self) -> int:
         return self._chain.latest_timestamp()
+
+
+def _mined_ok(tx: Transaction) -> bool:
+    return tx.status == TxStatus.CONFIRMED and bool(tx.succeeded)
 
 
 def _same_request(terms: Terms, on_chain: OnChainJob) -> bool:

@@ -20,9 +20,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from protocol.spec import JobSpec, SpecError, parse_spec
 
@@ -34,9 +32,8 @@ _INFO_JOB_KEYS = {"Name", "Namespace", "Priority", "Meta", "Labels", "ID", "Vers
 _TASK_KEYS = {"Name", "Engine", "Publisher", "Env", "Meta", "InputSources", "ResultPaths",
               "Resources", "Network", "Timeouts"}
 MAX_FILE_CHARS = 1024 * 1024
-# libyaml's parser when PyYAML has it: 30-1000x faster on hostile input ("[" * 6000 takes 3.5 s
-# in the pure-Python one, 1 ms in libyaml, which also caps nesting); same safe constructor
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    import yaml
 MAX_NODES = 10_000  # values in the document, an alias counted at each use
 MAX_DEPTH = 32
 MAX_REPLICAS = 7  # JobManager.MAX_REPLICAS (cod.jobs imports the chain; this module does not)
@@ -92,13 +89,24 @@ def parse_template_vars(pairs: list[str], env_pattern: str | None = None) -> dic
     return variables
 
 
+def _loader() -> type[yaml.SafeLoader]:
+    """libyaml's parser when PyYAML has it: 30-1000x faster on hostile input ("[" * 6000 takes
+    3.5 s in the pure-Python one, 1 ms in libyaml, which also caps nesting); same safe constructor."""
+    import yaml
+
+    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return loader
+
+
 def parse_job_document(text: str, variables: Mapping[str, str] | None = None) -> JobDraft:
     """Parse a job file's text (JSON or YAML; ours or Bacalhau's) into a draft."""
     text = render_template(text, variables or {})
     if len(text) > MAX_FILE_CHARS:
         raise JobFileError(f"a job file is at most {MAX_FILE_CHARS // 1024} KiB")
+    import yaml  # here, not at import: `cod docker run` reads no file
+
     try:
-        document = yaml.load(text, Loader=_LOADER)  # a safe loader; JSON is YAML
+        document = yaml.load(text, Loader=_loader())  # a safe loader; JSON is YAML
     except yaml.YAMLError as exc:
         raise JobFileError(f"not valid YAML or JSON: {_str(exc)}".splitlines()[0]) from exc
     except RecursionError:

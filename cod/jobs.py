@@ -6,14 +6,15 @@ a revert that still happens is decoded from the contract's custom errors.
 JobManager v2 stores no terms per job (requester, fee, deadline, …): they are read from the job's
 `JobRequested` event and quoted back (`cancelJob(jobId, terms)`), checked against the chain's
 digest first.
+
+The checks that need no chain live in `cod.options` (`--dry-run` uses them without web3); they
+are re-exported here.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -35,14 +36,21 @@ from bridge.events import RequestDecoder, UndecodableRequest
 from bridge.ledger import NewJob
 from bridge.logscan import LogScanner
 from bridge.terms import Terms
-from protocol.spec import JobSpec, SpecError, parse_spec
+from cod.nonces import SharedNonceSender
+from cod.options import LEASE_MARGIN_S as LEASE_MARGIN_S
+from cod.options import MAX_CLAIMERS as MAX_CLAIMERS
+from cod.options import MAX_REPLICAS as MAX_REPLICAS
+from cod.options import MAX_SPEC_BYTES as MAX_SPEC_BYTES
+from cod.options import MIN_LEASE as MIN_LEASE
+from cod.options import RequestOptions as RequestOptions
+from cod.options import format_wei as format_wei
+from cod.options import lease_for as lease_for
+from cod.options import parse_fee as parse_fee
+from cod.options import request_options as request_options
+from cod.options import validate_spec as validate_spec
+from protocol.spec import JobSpec
 
-MAX_SPEC_BYTES = 8192  # JobManager.MAX_SPEC_BYTES
-MAX_REPLICAS = 7  # JobManager.MAX_REPLICAS
-MIN_LEASE = 60  # JobManager.MIN_LEASE (seconds); the most is the JobManager's jobWindow
-MAX_CLAIMERS = 32  # JobManager.MAX_CLAIMERS
 ZERO_ADDRESS = "0x" + "0" * 40
-_UNITS = {"wei": 1, "gwei": 10**9, "eth": 10**18, "ether": 10**18}
 
 
 def read_existing_job(manager: Contract, job_id: int) -> OnChainJob:
@@ -83,100 +91,10 @@ class Requested:
 
 
 @dataclass(frozen=True)
-class RequestOptions:
-    """`IJobManager.Options`: how many operators run the job (commit-reveal when more than one),
-    the lease of a claim in seconds (0: the JobManager's default), and who may claim it (empty:
-    any staked operator)."""
-
-    replicas: int = 1
-    lease_s: int = 0
-    claimers: tuple[str, ...] = ()
-
-    @property
-    def default(self) -> bool:
-        """Plain `requestJob` (one replica, the default lease, any operator)."""
-        return self.replicas == 1 and self.lease_s == 0 and not self.claimers
-
-    def as_tuple(self) -> tuple[int, int, list[str]]:
-        return (self.replicas, self.lease_s, list(self.claimers))
-
-    def describe(self) -> str:
-        """One line: what the request asks of the network."""
-        lease = f"{self.lease_s} s" if self.lease_s else "the JobManager's default"
-        who = ", ".join(self.claimers) if self.claimers else "any staked operator"
-        call = "requestJob" if self.default else "requestJobWith"
-        return f"replicas {self.replicas}, lease {lease}, claimers {who} ({call})"
-
-
-def request_options(replicas: int = 1, lease_s: int = 0, claimers: Sequence[str] = ()
-                    ) -> RequestOptions:
-    """Checked options (ValueError with a one-line message when out of the contract's bounds);
-    claimers are checksummed and deduplicated."""
-    if isinstance(replicas, bool) or not isinstance(replicas, int) \
-            or not 1 <= replicas <= MAX_REPLICAS:
-        raise ValueError(f"replicas must be 1..{MAX_REPLICAS}, got {replicas!r}")
-    if isinstance(lease_s, bool) or not isinstance(lease_s, int) \
-            or (lease_s != 0 and lease_s < MIN_LEASE):
-        raise ValueError(f"lease must be at least {MIN_LEASE} seconds (or 0 for the default), "
-                         f"got {lease_s!r}")
-    checked: list[str] = []
-    for claimer in claimers:
-        if not Web3.is_address(claimer):
-            raise ValueError(f"claimer {claimer!r} is not an address (0x + 40 hex digits)")
-        if int(claimer, 16) == 0:
-            raise ValueError("a claimer cannot be the zero address")
-        address = Web3.to_checksum_address(claimer)
-        if address not in checked:
-            checked.append(address)
-    if len(checked) > MAX_CLAIMERS:
-        raise ValueError(f"at most {MAX_CLAIMERS} claimers, got {len(checked)}")
-    return RequestOptions(replicas, lease_s, tuple(checked))
-
-
-LEASE_MARGIN_S = 300  # a lease covers the run plus fetching inputs, publishing and settling
-
-
-def lease_for(timeout_s: int) -> int:
-    """The lease a job with this timeout needs: when it is longer than the JobManager's default
-    lease, a request without `--lease` asks for this one (capped by the job window)."""
-    return timeout_s + LEASE_MARGIN_S
-
-
-@dataclass(frozen=True)
 class Cancelled:
     job_id: int
     tx_hash: str
     refunded_wei: int  # withdrawn to the requester (0 with withdraw=False)
-
-
-def parse_fee(text: str) -> int:
-    """`1000000000000000`, `1e15`, `0.001ether`, `0.001 ETH`, `1000000gwei` → wei."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*", text)
-    unit = (match.group(2).lower() or "wei") if match else ""
-    if not match or unit not in _UNITS:
-        raise ValueError(f"not a fee: {text!r} (use wei, or e.g. 0.001ether, 1000000gwei)")
-    try:
-        wei = Decimal(match.group(1)) * _UNITS[unit]
-    except InvalidOperation:
-        raise ValueError(f"not a fee: {text!r}") from None
-    if wei != wei.to_integral_value() or wei < 0:
-        raise ValueError(f"fee {text!r} is not a whole number of wei")
-    return int(wei)
-
-
-def format_wei(wei: int) -> str:
-    return f"{Decimal(wei) / 10**18:f} ETH".replace(".000000000000000000 ", " ")
-
-
-def validate_spec(spec: JobSpec) -> str:
-    """The spec text to send, re-parsed exactly as the bridge will; SpecError if it would fail."""
-    text = spec.to_json()
-    parse_spec(text)
-    size = len(text.encode())
-    if size > MAX_SPEC_BYTES:
-        raise SpecError(f"invalid spec: {size} bytes; the JobManager accepts at most "
-                        f"{MAX_SPEC_BYTES} (put long scripts in an input file)")
-    return text
 
 
 class JobClient:
@@ -191,7 +109,8 @@ class JobClient:
     @property
     def sender(self) -> TxSender:
         if self._sender is None:
-            self._sender = TxSender(self.w3, self.settings.require_key(),
+            # many `cod` processes may send from this key at once: the nonce is shared
+            self._sender = SharedNonceSender(self.w3, self.settings.require_key(),
                                     self.settings.max_fee_gwei, self.settings.priority_fee_gwei,
                                     self.settings.receipt_timeout_s)
         return self._sender

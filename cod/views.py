@@ -7,24 +7,13 @@ strings: they overflow a JavaScript number.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-
-class Status(StrEnum):
-    """A job's status as users see it: the chain's (a job the bridge closed shows as cancelled,
-    unless the chain says it was completed). `cod job list --status`, `GET /jobs?status=`."""
-
-    REQUESTED = "requested"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-STATUSES: tuple[str, ...] = tuple(Status)
+from cod.status import STATUSES as STATUSES  # re-exported: both were defined here
+from cod.status import Status as Status
 
 
 class View(BaseModel):

@@ -4,8 +4,11 @@
 can kill one with its children), which also means nothing kills them when the stack's process is
 killed before it can stop them. The reaper is one small process per stack that watches the stack's
 process; when it is gone, the reaper stops every process group listed in the stack's group file
-(SIGTERM, then SIGKILL after a grace) and exits. A parent-death signal would not do: Linux sends it
-when the *thread* that started a child exits, and tests start services from helper threads.
+(SIGTERM, then SIGKILL after a grace) and exits. A parent-death signal alone would not do: Linux
+sends it when the *thread* that started a child exits, and tests start services from helper threads;
+it reaches only the service itself, not its children (a worker's pool); and a service started just
+as the stack dies may miss it. So services started from the main thread get one (SIGTERM, at once:
+`devstack.stack._with_parent_death_signal`), and the reaper follows up on every group.
 
 Run by `DevStack`: `python -m devstack.reaper PARENT_PID GROUP_FILE`.
 """

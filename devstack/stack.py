@@ -1,9 +1,13 @@
 """`cod devstack`: the whole stack on one machine, for development, tests and the demo.
 
 It starts anvil, a Kubo daemon, Redis and (if none runs) the Docker engine, deploys the JobManager,
-then starts the bridge and one executor worker. Everything it started, it stops. As in production,
-Redis has a password (random per stack, in every broker URL) and each worker a node key of its own,
-whose address the bridge is given (`COD_NODE_ADDRESSES`): only results it signs count.
+then starts the bridge and one executor worker (or `compute_nodes` of them, each on a Kubo of its
+own, to show data locality: `cod devstack --nodes N`). Everything it started, it stops, and what it
+started dies with it if it is killed (a parent-death signal, and `devstack.reaper`). As in
+production, Redis has a password (random per stack, in every broker URL) and each worker a node key
+of its own, whose address the bridge is given (`COD_NODE_ADDRESSES`): only results it signs count.
+`COD_NODE_IPFS_APIS` (`node-1=http://…,node-2=…`) names each worker's Kubo, for
+`cod data pin --node`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,6 +116,9 @@ class DevStack:
     # node ids whose keys are registered with the bridge from the start (a worker started later
     # under a new id gets a key too, and the bridge is restarted to register it)
     nodes: tuple[str, ...] = ()
+    # with_worker: this many compute nodes, `node-1` … `node-N`; more than one: each on a Kubo of
+    # its own (as on separate hosts), so jobs go where their data is pinned
+    compute_nodes: int = 1
     # joining another stack's chain as one more independent operator: its RPC and JobManager
     # (no anvil, no deployment here; this stack's `oracle_key` is registered as an operator)
     rpc_url: str | None = None
@@ -129,6 +137,7 @@ class DevStack:
         self.node_keys: dict[str, str] = {}  # node id → its signing key (COD_NODE_KEY)
         self._bridge_extra_env: dict[str, str] = {}
         self._reaper: subprocess.Popen[bytes] | None = None  # devstack.reaper, once started
+        self.node_ipfs_apis: dict[str, str] = {}  # node id → the Kubo API its worker uses
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> dict[str, str]:
@@ -159,12 +168,13 @@ class DevStack:
                                        or f"sqlite:///{self.state_dir / 'ledger.sqlite'}"),
                     "COD_CONFIRMATIONS": "0",
                 }
-            for node_id in (*self.nodes, *(("node-1",) if self.with_worker else ())):
+            workers = self.worker_ids() if self.with_worker else ()
+            for node_id in (*self.nodes, *workers):
                 self._node_key(node_id)
             if self.node_keys:
                 self.env["COD_NODE_ADDRESSES"] = self._addresses()
-            if self.with_worker:
-                self.start_worker("node-1")
+            for node_id in workers:
+                self.start_worker(node_id, own_kubo=self.compute_nodes > 1)
             if self.with_bridge:
                 self.start_bridge()
         except BaseException:
@@ -174,6 +184,12 @@ class DevStack:
         env_file.touch(mode=0o600)  # it holds the Redis password
         env_file.write_text(self.exports())
         return self.env
+
+    def worker_ids(self) -> tuple[str, ...]:
+        """The node ids of the workers `start` starts: `node-1` … `node-<compute_nodes>`."""
+        if self.compute_nodes < 1:
+            raise DevStackError(f"compute_nodes must be at least 1, not {self.compute_nodes}")
+        return tuple(f"node-{n}" for n in range(1, self.compute_nodes + 1))
 
     def exports(self) -> str:
         return "".join(f"export {name}={value}\n" for name, value in self.env.items())
@@ -199,6 +215,7 @@ class DevStack:
                     process.wait()
             del name
         self._processes.clear()
+        self._write_groups()
         self._clean_worker_leftovers()
         if self._reaper is not None and self._reaper.poll() is None:
             self._reaper.kill()  # everything it watched is stopped
@@ -224,13 +241,23 @@ class DevStack:
                ) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            _with_parent_death_signal(args), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, start_new_session=True,
         )
         self._processes.append((name, process))
-        with (self.state_dir / "groups").open("a") as groups:  # for `devstack.reaper`
-            groups.write(f"{process.pid}\n")
+        self._write_groups()
         return process
+
+    def _write_groups(self) -> None:
+        """List the started services' process groups for `devstack.reaper`: only those not
+        stopped yet, so a stopped service's pid, reused by some other process, is never signalled
+        (replaced whole: the reaper never reads half a file)."""
+        groups = self.state_dir / "groups"
+        if not groups.parent.exists():
+            return
+        staged = groups.with_suffix(".new")
+        staged.write_text("".join(f"{p.pid}\n" for _, p in self._processes))
+        staged.replace(groups)
 
     def _port(self, preferred: int) -> int:
         return free_port(preferred if self.preferred_ports else 0)
@@ -377,6 +404,9 @@ class DevStack:
                     n == name for n, _ in self._processes):
                 url = self.start_node_kubo(node_id)
             kubo_env = {"COD_IPFS_API": url}
+        self.node_ipfs_apis[node_id] = kubo_env.get("COD_IPFS_API", self.env["COD_IPFS_API"])
+        self.env["COD_NODE_IPFS_APIS"] = ",".join(
+            f"{node}={api}" for node, api in self.node_ipfs_apis.items())
         env = {**self.env, "COD_NODE_ID": node_id, "COD_NODE_KEY": node_key, **kubo_env,
                "COD_WORK_DIR": str(self.state_dir / "work" / node_id), **self.worker_env,
                **(extra_env or {})}
@@ -401,6 +431,7 @@ class DevStack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
                 self._processes.remove((name, process))
+        self._write_groups()
 
     def restart_redis(self) -> None:
         """Kill Redis and start an empty one on the same port and password (no persistence: all
@@ -431,6 +462,19 @@ class DevStack:
                     process.terminate()
                 process.wait(timeout=30)
                 self._processes.remove((name, process))
+        self._write_groups()
+
+
+def _with_parent_death_signal(args: list[str]) -> list[str]:
+    """`args` run so that the service gets SIGTERM the moment the stack's process dies, however
+    it dies (`setpriv --pdeathsig`, which then execs it: same pid, no Python `preexec_fn` in a
+    threaded process). Only from the main thread: Linux sends the signal when the *thread* that
+    started the child exits, and tests start services from helper threads; `devstack.reaper`
+    covers those, and anything this misses."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return args
+    return [setpriv, "--pdeathsig", "TERM", "--", *args]
 
 
 def _redis_ping(port: int, password: str) -> bool:

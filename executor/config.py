@@ -44,6 +44,12 @@ class WorkerSettings(_CapacitySettings):
     queues: str = ""
     # Publish the CIDs this node's Kubo holds, for locality routing (see executor.locality).
     publish_holdings: bool = True
+    # The node's cache of fetched IPFS inputs (executor.input_cache), shared by its workers: its
+    # size on disk ("0": no cache) and place (default `<work_dir>/input-cache`).
+    input_cache_size: str = "20Gi"
+    input_cache_dir: Path | None = None
+    # Ready result volumes each worker process keeps for reuse (executor.volume_pool; 0: none).
+    result_volume_pool: int = 4
 
     def consumed_queues(self) -> list[str]:
         queues = [q for q in self.queues.split(",") if q] or self.capacity_queues()

@@ -23,13 +23,16 @@ from typing import Any
 
 from executor.cache import CachedResult, ResultCache, cache_key
 from executor.engines.base import NODE_LABEL, Engine, EngineError, Mount, RunOutcome, RunRequest
+from executor.input_cache import InputCache
 from executor.locality import LocalityProbe
 from executor.publish.base import Publisher
 from executor.storage import InputUnavailable, StorageRegistry
-from executor.volumes import InputVolume, ResultVolume
+from executor.volume_pool import VolumePool
+from executor.volumes import InputVolume, ResultVolume, result_volume_size
 from protocol.capacity import Capacity
 from protocol.outcome import MAX_RESULT_BYTES, JobOutcome, OutcomeStatus
 from protocol.queues import misfit
+from protocol.sources import scheme_of
 from protocol.spec import JobSpec, SpecError, parse_spec
 from protocol.tree import DEFAULT_MAX_DEPTH, TreeLimitExceeded, measure, remove
 
@@ -99,16 +102,20 @@ class _Ran:
 
 class JobRunner:
     """Runs one job attempt, in the order of `_run`: prepare the image, look up the cache, fetch
-    the inputs (onto a capped volume, measuring what came from other nodes), look up the cache
-    again (by fetched content), run the engine (onto a capped result volume), check the outputs
-    against the caps, publish, remember the result."""
+    the inputs (onto a capped volume, measuring what came from other nodes; IPFS inputs through
+    the node's `input_cache`), look up the cache again (by fetched content), run the engine (onto
+    a capped result volume, from `volume_pool` if given), check the outputs against the caps,
+    publish, remember the result."""
 
     def __init__(
         self, engines: Mapping[str, Engine], storage: StorageRegistry, publisher: Publisher,
         policy: NodePolicy, work_dir: Path, cache: ResultCache | None = None,
-        probe: LocalityProbe | None = None,
+        probe: LocalityProbe | None = None, input_cache: InputCache | None = None,
+        volume_pool: VolumePool | None = None,
     ) -> None:
         self._probe = probe
+        self._input_cache = input_cache  # IPFS inputs, kept read-only across jobs
+        self._volume_pool = volume_pool  # result volumes, reused
         self._engines = engines
         self._storage = storage
         self._publisher = publisher
@@ -119,6 +126,11 @@ class JobRunner:
     @property
     def node_id(self) -> str:
         return self._policy.node_id
+
+    def close(self) -> None:
+        """Unmount and remove the pooled result volumes (at worker shutdown)."""
+        if self._volume_pool is not None:
+            self._volume_pool.close()
 
     def run(self, job_key: str, spec_text: str, attempt: str = "0") -> JobOutcome:
         """Run a job. Raises IpfsUnavailable/EngineUnavailable for outages worth a retry, and
@@ -211,44 +223,85 @@ class JobRunner:
 
     def _fetch(self, job: _Job, cleanup: ExitStack) -> _Inputs:
         """Fetch the inputs into the job's capped input space, with the locality probe's
-        before/after reading of the bytes Kubo received."""
+        before/after reading of the bytes Kubo received. With the node's input cache, IPFS inputs
+        are mounted from it (read-only for every job), fetched into it on a miss."""
         spec, probe = job.spec, self._probe
         # A job without IPFS inputs (`held` is None) skips the probe's two Kubo round trips.
         local = probe.held(spec) if probe else None
         received_before = probe.received() if probe and local is not None else 0
         input_cap = min(self._policy.max_input_bytes, spec.resources.disk_bytes or 1 << 62)
-        inputs_dir = job.dir / "inputs"
-        if spec.inputs:  # inputs land inside the job's capped space, whatever their DAG claims
-            input_volume = InputVolume(job.dir, input_cap, self._policy.max_input_files)
+        budget = _Budget(input_cap, self._policy.max_input_files)
+        hosts: dict[int, Path] = {}
+        ids: dict[int, str] = {}
+        if self._input_cache is not None:  # IPFS inputs: from (or into) the node's input cache
+            for index, source in enumerate(spec.inputs):
+                # (a source named twice gets its own copy: one host path binds one target)
+                if scheme_of(source.source) == "ipfs" and source.source not in ids.values():
+                    hosts[index] = self._cached_input(source.source, budget, cleanup)
+                    ids[index] = source.source  # content-addressed: the path is the content id
+        rest = [i for i in range(len(spec.inputs)) if i not in hosts]
+        if rest:  # the others land inside the job's capped space, whatever their DAG claims
+            input_volume = InputVolume(job.dir, budget.bytes, budget.files)
             cleanup.callback(input_volume.close)
-            inputs_dir = input_volume.path
-        mounts, content_ids = self._fetch_inputs(spec, inputs_dir, input_cap)
+            for index in rest:
+                hosts[index] = input_volume.path / str(index)
+                ids[index] = self._fetch_one(spec.inputs[index].source, hosts[index], budget.bytes)
+        mounts = [Mount(hosts[i], source.target, read_only=True)
+                  for i, source in enumerate(spec.inputs)]
+        content_ids = [ids[i] for i in range(len(spec.inputs))]
         locality: dict[str, Any] = {}
         if probe is not None and local is not None:
             locality = {"inputs_local": local,
                         "input_bytes_fetched": probe.received() - received_before}
         return _Inputs(mounts, content_ids, locality)
 
-    def _fetch_inputs(self, spec: JobSpec, inputs_dir: Path,
-                      cap: int) -> tuple[list[Mount], list[str]]:
-        mounts, ids = [], []
-        for index, source in enumerate(spec.inputs):
-            local = inputs_dir / str(index)
-            try:
-                ids.append(self._storage.for_source(source.source).fetch(source.source, local))
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise _Failed(f"input {source.source} does not fit the job's input cap of "
-                                  f"{cap} bytes") from exc
-                raise
-            mounts.append(Mount(local, source.target, read_only=True))
-        return mounts, ids
+    def _fetch_one(self, source: str, destination: Path, cap: int) -> str:
+        try:
+            return self._storage.for_source(source).fetch(source, destination)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _Failed(f"input {source} does not fit the job's input cap of "
+                              f"{cap} bytes") from exc
+            raise
+
+    def _cached_input(self, source: str, budget: _Budget, cleanup: ExitStack) -> Path:
+        """Where the job reads an IPFS input: the cache's read-only copy, fetched into the cache
+        first if it is not there (onto a capped volume of its own, sized by what is left of the
+        job's input caps). Leases and private copies are let go by `cleanup`."""
+        cache = self._input_cache
+        assert cache is not None
+        held = cache.acquire(source)
+        if held is not None:
+            cleanup.callback(cache.release, held)
+            if held.bytes > budget.bytes or held.files > budget.files:
+                raise InputUnavailable(
+                    f"input {source} is larger than the {budget.bytes} bytes and {budget.files} "
+                    f"files left for the job's inputs ({held.bytes} bytes, {held.files} files)")
+            budget.take(held.bytes, held.files)
+            return held.path
+        staged = cache.stage(budget.bytes, budget.files)
+        try:
+            self._fetch_one(source, staged.path, budget.bytes)
+            size, files = _usage(staged.path)
+            held = cache.commit(source, staged, size, files)
+        except BaseException:
+            cache.discard(staged)
+            raise
+        budget.take(size, files)
+        if held is None:  # not admitted (no room, no capped volume): the job's own copy
+            cleanup.callback(cache.discard, staged)
+            return staged.path
+        cleanup.callback(cache.release, held)
+        return held.path
 
     def _run_and_publish(self, job: _Job, input_mounts: list[Mount]) -> _Ran:
         """Run the engine onto a capped result volume, check what it wrote, add the node's notes
         and the exit code, publish; the volume is unmounted before this returns."""
         cap = job.spec.resources.disk_bytes or self._policy.max_output_bytes
-        volume = ResultVolume(job.dir, cap, room_for_logs=2 * self._policy.log_bytes)
+        room_for_logs = 2 * self._policy.log_bytes
+        pool = self._volume_pool
+        pooled = pool.acquire(result_volume_size(cap, room_for_logs)) if pool else None
+        volume = pooled or ResultVolume(job.dir, cap, room_for_logs=room_for_logs)
         try:
             result_dir = volume.path
             mounts = input_mounts + self._output_mounts(job.spec, result_dir)
@@ -265,7 +318,10 @@ class JobRunner:
             self._finish_result_dir(result_dir, run, cap, missing)
             return _Ran(run, self._publisher.publish(result_dir), small or b"")
         finally:
-            volume.close()
+            if isinstance(volume, ResultVolume):
+                volume.close()
+            elif pool is not None:
+                pool.release(volume)  # wiped and checked empty, or destroyed
 
     @staticmethod
     def _output_mounts(spec: JobSpec, result_dir: Path) -> list[Mount]:
@@ -314,6 +370,26 @@ class JobRunner:
                 raise _Failed(f"output exceeded the cap of {cap} bytes (resources.disk); "
                               "nothing was published") from exc
             raise
+
+
+@dataclass
+class _Budget:
+    """What is left of the job's input caps (bytes, files and directories)."""
+
+    bytes: int
+    files: int
+
+    def take(self, size: int, files: int) -> None:
+        self.bytes = max(0, self.bytes - size)
+        self.files = max(0, self.files - files)
+
+
+def _usage(path: Path) -> tuple[int, int]:
+    """Bytes and entries of a fetched input (a file, or a directory and what it holds)."""
+    if not path.is_dir() or path.is_symlink():
+        return path.lstat().st_size, 1
+    usage = measure(path)
+    return usage.bytes, usage.files + 1
 
 
 def _read_small_result(spec: JobSpec, result_dir: Path) -> bytes | None:

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import cache
 from typing import Any
 
 import redis
-from celery import Task
+from celery import Task, signals
 
 from executor.capacity import detect_capacity
 from executor.celery_app import app
 from executor.config import WorkerSettings
 from executor.engines import build_engines
 from executor.engines.base import EngineUnavailable
+from executor.input_cache import InputCache
 from executor.locality import LocalityProbe
 from executor.publish.ipfs import IpfsPublisher
 from executor.retention import published_results  # also: the retention sweep's worker signals
 from executor.runner import JobRunner, NodePolicy, NotForThisNode
 from executor.storage import build_storage
 from executor.storage.url import egress_policy  # noqa: F401  (was defined here)
+from executor.volume_pool import VolumePool
+from executor.volumes import INPUT_CACHE
 from protocol.attestation import SIGNATURE_FIELD, NodeIdentity, sign_outcome
 from protocol.ipfs import IpfsUnavailable, KuboClient
 from protocol.messaging import EXECUTE_JOB
@@ -54,14 +58,27 @@ def build_runner(settings: WorkerSettings) -> JobRunner:
     )
     publisher = IpfsPublisher(kubo, settings.publish_retry_s, settings.max_output_depth,
                               published_results(settings) if settings.result_retention_s > 0 else None)
+    cache_bytes = parse_size(settings.input_cache_size)
+    input_cache = InputCache(settings.input_cache_dir or settings.work_dir / INPUT_CACHE,
+                             cache_bytes) if cache_bytes > 0 else None
+    pool = VolumePool(settings.work_dir / "volume-pool" / str(os.getpid()),
+                      settings.result_volume_pool) if settings.result_volume_pool > 0 else None
     return JobRunner(engines, storage, publisher, policy,
-                     settings.work_dir, ResultCache.for_node(settings), LocalityProbe(kubo))
+                     settings.work_dir, ResultCache.for_node(settings), LocalityProbe(kubo),
+                     input_cache, pool)
 
 
 @cache
 def _runner() -> JobRunner:
     """One runner per worker process, built on first use (after the fork)."""
     return build_runner(WorkerSettings())
+
+
+@signals.worker_process_shutdown.connect
+def _close_runner(**_kwargs: Any) -> None:
+    """Unmount this process's pooled result volumes (a killed worker's: `clean_work_dir`)."""
+    if _runner.cache_info().currsize:
+        _runner().close()
 
 
 @cache

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 KEPT_PREFIX = "published.sqlite"  # the record of results published (executor.retention): kept
+INPUT_CACHE = "input-cache"  # the node's cache of inputs (executor.input_cache): kept, unmounted
 INODE_BYTES = 256  # ext4's inode size: what each reserved inode costs on the image
 
 
@@ -44,11 +45,15 @@ class CappedVolume:
         self._image.unlink(missing_ok=True)
 
 
+def result_volume_size(cap_bytes: int, room_for_logs: int) -> int:
+    """The image size of a result volume (also the key of `executor.volume_pool`)."""
+    return cap_bytes + room_for_logs + cap_bytes // 32 + 16 * MiB  # ext4 metadata
+
+
 class ResultVolume(CappedVolume):
     def __init__(self, job_dir: Path, cap_bytes: int, room_for_logs: int) -> None:
         self.cap_bytes = cap_bytes
-        size = cap_bytes + room_for_logs + cap_bytes // 32 + 16 * MiB  # ext4 metadata
-        super().__init__(job_dir, "result", size)
+        super().__init__(job_dir, "result", result_volume_size(cap_bytes, room_for_logs))
 
 
 class InputVolume(CappedVolume):
@@ -91,7 +96,8 @@ def _umount(mountpoint: Path) -> None:
 
 def clean_work_dir(work_dir: Path) -> int:
     """Unmount and remove what an earlier (killed) run of this worker left; returns how many job
-    directories there were."""
+    directories there were. The input cache's entries are unmounted but kept (remounted, read-only,
+    when a job next needs them)."""
     if not work_dir.is_dir():
         return 0
     prefix = str(work_dir.resolve()) + "/"
@@ -103,7 +109,7 @@ def clean_work_dir(work_dir: Path) -> int:
                 mounts.append(point)
     for point in sorted(mounts, reverse=True):
         _umount(Path(point))
-    stale = [e for e in work_dir.iterdir() if not e.name.startswith(KEPT_PREFIX)]
+    stale = [e for e in work_dir.iterdir() if not e.name.startswith((KEPT_PREFIX, INPUT_CACHE))]
     for entry in stale:
         try:
             remove(entry)

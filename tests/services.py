@@ -187,14 +187,20 @@ class RpcRelay:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = json.loads(body)
+                if isinstance(request, list):  # a JSON-RPC batch: the policy sees each call
+                    self._reply([self._answer(item, json.dumps(item).encode())
+                                 for item in request])
+                    return
+                self._reply(self._answer(request, body))
+
+            def _answer(self, request: dict[str, Any], body: bytes) -> object:
                 error = policy(request)
                 if error is not None:
-                    self._reply({"jsonrpc": "2.0", "id": request["id"], "error": error})
-                    return
+                    return {"jsonrpc": "2.0", "id": request["id"], "error": error}
                 upstream = urllib.request.Request(target_url, data=body,
                                                   headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(upstream, timeout=30) as response:
-                    self._reply(json.loads(response.read()))
+                    return json.loads(response.read())
 
             def _reply(self, payload: object) -> None:
                 data = json.dumps(payload).encode()

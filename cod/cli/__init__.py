@@ -5,6 +5,7 @@ Exit codes and error handling: see `cod.cli.output`.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Any
 
@@ -26,12 +27,27 @@ class _Cod(typer.Typer):
             sys.exit(report(exc))
 
 
+# Plain (click) help and usage errors: typer's rich rendering imports ~0.1 s of rich (markdown,
+# tracebacks) on every `--help`; the texts are the same (see `_summaries`).
+_PLAIN: dict[str, Any] = {"rich_markup_mode": None}
+
+
+def _summaries(*groups: typer.Typer) -> None:
+    """Each command's whole first docstring paragraph as its line in the command list (click
+    would cut it to the first sentence that fits in the line)."""
+    for group in groups:
+        for info in group.registered_commands:
+            doc = inspect.getdoc(info.callback) if info.callback else None
+            if info.short_help is None and doc:
+                info.short_help = " ".join(doc.split("\n\n", 1)[0].split())
+
+
 def _group(help_text: str) -> typer.Typer:
-    return typer.Typer(help=help_text, no_args_is_help=True)
+    return typer.Typer(help=help_text, no_args_is_help=True, **_PLAIN)
 
 
 app = _Cod(help="cod: compute over data, bridged to smart contracts.", no_args_is_help=True,
-           pretty_exceptions_enable=False, add_completion=False)
+           pretty_exceptions_enable=False, add_completion=False, **_PLAIN)
 docker_app = _group("Run Docker jobs.")
 wasm_app = _group("Run WebAssembly jobs.")
 job_app = _group("Run, list and inspect jobs.")
@@ -70,6 +86,8 @@ for name, group in (("docker", docker_app), ("wasm", wasm_app), ("job", job_app)
                     ("node", node_app), ("contracts", contracts_app), ("config", config_app),
                     ("data", data_app), ("operator", operator_app)):
     app.add_typer(group, name=name)
+_summaries(app, docker_app, wasm_app, job_app, node_app, contracts_app, config_app, data_app,
+           operator_app)
 
 
 def main() -> None:

@@ -6,19 +6,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bridge.chain import JobStatus
-from bridge.config import BridgeSettings
 from cod.cli.output import ENVIRONMENT, JOB_FAILED, OK, STILL_RUNNING, console, err, fail
-from cod.queries import JobReader, Progress, Stage, stage_rank
-from cod.results import download, read_log
-from protocol.ipfs import KuboClient
+
+if TYPE_CHECKING:  # the chain, the ledger and IPFS are imported by the verbs that use them
+    from bridge.config import BridgeSettings
+    from cod.queries import JobReader, Progress
 
 TaskState = Callable[[str], tuple[str, str]]
 
 
 def load_settings(contract: bool = True, key: bool = False) -> BridgeSettings:
     """Settings from the environment; a missing one is an environment error (exit 3)."""
+    from bridge.config import BridgeSettings
+
     settings = BridgeSettings()
     if contract and not settings.contract:
         fail("no JobManager address: set COD_CONTRACT (cod contracts deploy and cod devstack "
@@ -74,6 +76,8 @@ def wait_for(reader: JobReader, job_id: int, timeout_s: float, show: bool) -> Pr
 
 def _skipped(progress: Progress, last: int) -> list[tuple[str, str]]:
     """Stages that happened between two polls, from what the ledger recorded."""
+    from cod.queries import Stage, stage_rank
+
     stages = [(Stage.REQUESTED, "")]
     if progress.task_id:
         stages.append((Stage.QUEUED, progress.task_id))
@@ -84,6 +88,9 @@ def _skipped(progress: Progress, last: int) -> list[tuple[str, str]]:
 
 def print_logs(settings: BridgeSettings, cid: str) -> None:
     """The job's stdout to our stdout, its stderr to our stderr."""
+    from cod.results import read_log
+    from protocol.ipfs import KuboClient
+
     kubo = KuboClient(settings.ipfs_api)
     try:
         stdout, stderr = read_log(kubo, cid, "stdout"), read_log(kubo, cid, "stderr")
@@ -97,6 +104,9 @@ def print_logs(settings: BridgeSettings, cid: str) -> None:
 
 
 def download_result(settings: BridgeSettings, cid: str, destination: Path) -> Path:
+    from cod.results import download
+    from protocol.ipfs import KuboClient
+
     kubo = KuboClient(settings.ipfs_api)
     try:
         return download(kubo, cid, destination)
@@ -106,6 +116,8 @@ def download_result(settings: BridgeSettings, cid: str, destination: Path) -> Pa
 
 def outcome_code(progress: Progress, quiet: bool = False) -> int:
     """Print how the job ended (unless quiet); 0 only for a completed job that exited 0."""
+    from bridge.chain import JobStatus
+
     job = progress.job
     if job.status == JobStatus.COMPLETED:
         if not quiet:

@@ -1,46 +1,86 @@
 """`cod data pin|ls|unpin`: datasets a compute node holds on purpose, so jobs over them run there.
 
-These act on the node's own Kubo (`COD_IPFS_API`). The node's worker advertises what is pinned with
-its next heartbeat (every few seconds); the bridge then routes jobs over that data to this node.
+These act on the node's own Kubo (`COD_IPFS_API`), or with `--node ID` on that node's, as
+`COD_NODE_IPFS_APIS` names it (`node-1=http://…,node-2=…`: `cod devstack --nodes N` exports it). The
+node's worker advertises what is pinned with its next heartbeat (every few seconds); the bridge then
+routes jobs over that data to this node.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from cod.cli.output import ENVIRONMENT, OutputFormat, console, fail, render
-from executor.config import WorkerSettings
-from executor.locality import HoldingsScanner
-from protocol.ipfs import IpfsError, IpfsUnavailable, KuboClient
+
+if TYPE_CHECKING:  # Kubo's client and the worker's settings load when a verb runs, not at start
+    from protocol.ipfs import KuboClient
 
 Output = Annotated[OutputFormat, typer.Option("--output", help="table, json or yaml.")]
 CidArgument = Annotated[str, typer.Argument(help="The CID to hold (or release), e.g. bafy…")]
+DatasetArgument = Annotated[str, typer.Argument(
+    help="The CID to hold (bafy…, ipfs://bafy…), or a local file or directory: added first.")]
+Node = Annotated[str | None, typer.Option(
+    "--node", help="The compute node whose Kubo to use, as COD_NODE_IPFS_APIS names them "
+                   "(cod devstack --nodes N); default: COD_IPFS_API.")]
 
 
-def _kubo() -> KuboClient:
-    return KuboClient(WorkerSettings().ipfs_api, timeout=3600)
+def node_ipfs_apis(text: str) -> dict[str, str]:
+    """`node-1=http://…,node-2=http://…` (COD_NODE_IPFS_APIS) → {node id: Kubo API URL}."""
+    pairs = (item.partition("=") for item in text.split(",") if item.strip())
+    return {node.strip(): api.strip() for node, _, api in pairs if node.strip() and api.strip()}
 
 
-def data_pin(cid: CidArgument) -> None:
-    """Pin CID on this node's Kubo (fetching it if needed): jobs over it will run here."""
-    kubo = _kubo()
+def _kubo(node: str | None = None) -> KuboClient:
+    import os
+
+    from executor.config import WorkerSettings
+    from protocol.ipfs import KuboClient
+
+    if node is None:
+        return KuboClient(WorkerSettings().ipfs_api, timeout=3600)
+    apis = node_ipfs_apis(os.environ.get("COD_NODE_IPFS_APIS", ""))
+    if node not in apis:
+        known = ", ".join(apis) or "none: set COD_NODE_IPFS_APIS (cod devstack exports it)"
+        fail(f"no Kubo known for node {node!r} (known: {known})", ENVIRONMENT)
+    return KuboClient(apis[node], timeout=3600)
+
+
+def _where(kubo: KuboClient, node: str | None) -> str:
+    return f"{node} ({kubo.api_url})" if node else kubo.api_url
+
+
+def data_pin(dataset: DatasetArgument, node: Node = None) -> None:
+    """Pin a CID on this node's Kubo (fetching it if needed), or add a local file or directory
+    there: jobs over it will run on this node."""
+    from pathlib import Path
+
+    from protocol.ipfs import IpfsError, IpfsUnavailable
+
+    kubo = _kubo(node)
+    local = Path(dataset)
     try:
-        kubo.pin(cid.removeprefix("ipfs://"))
-        size = kubo.stat(cid.removeprefix("ipfs://")).cumulative_size
+        if not dataset.startswith("ipfs://") and local.exists():
+            cid = kubo.add_path(local.resolve())  # pinned as it is added
+            console.print(f"added {dataset} as {cid}")
+        else:
+            cid = dataset.removeprefix("ipfs://")
+            kubo.pin(cid)
+        size = kubo.stat(cid).cumulative_size
     except IpfsUnavailable as exc:
         fail(f"{exc}: start the node's Kubo or set COD_IPFS_API", ENVIRONMENT)
     except IpfsError as exc:
         fail(str(exc), ENVIRONMENT)
-    console.print(f"pinned {cid} ({size / 1e6:.1f} MB) on {kubo.api_url}")
+    console.print(f"pinned {cid} ({size / 1e6:.1f} MB) on {_where(kubo, node)}")
 
 
-def data_unpin(cid: CidArgument) -> None:
+def data_unpin(cid: CidArgument, node: Node = None) -> None:
     """Release CID: this node stops advertising it (Kubo's GC may then remove it)."""
+    from protocol.ipfs import IpfsError, IpfsUnavailable
+
     try:
-        _kubo().unpin(cid.removeprefix("ipfs://"))
+        _kubo(node).unpin(cid.removeprefix("ipfs://"))
     except IpfsUnavailable as exc:
         fail(f"{exc}: start the node's Kubo or set COD_IPFS_API", ENVIRONMENT)
     except IpfsError as exc:
@@ -48,10 +88,16 @@ def data_unpin(cid: CidArgument) -> None:
     console.print(f"unpinned {cid}")
 
 
-def data_ls(output: Output = OutputFormat.table) -> None:
+def data_ls(output: Output = OutputFormat.table, node: Node = None) -> None:
     """What this node holds on purpose (its pinned CIDs) and their sizes."""
+    from rich.table import Table
+
+    from executor.config import WorkerSettings
+    from executor.locality import HoldingsScanner
+    from protocol.ipfs import IpfsUnavailable
+
     try:
-        holdings = HoldingsScanner(_kubo()).scan()
+        holdings = HoldingsScanner(_kubo(node)).scan()
     except IpfsUnavailable as exc:
         fail(f"{exc}: start the node's Kubo or set COD_IPFS_API", ENVIRONMENT)
     rows: list[dict[str, str | int]] = [{"cid": cid, "bytes": size}
@@ -66,4 +112,4 @@ def data_ls(output: Output = OutputFormat.table) -> None:
         console.print(grid)
         console.print(f"{len(rows)} CIDs, {sum(holdings.values()) / 1e6:.1f} MB")
 
-    render({"node": WorkerSettings().node_id, "data": rows}, output, table)
+    render({"node": node or WorkerSettings().node_id, "data": rows}, output, table)

@@ -6,12 +6,10 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from bridge.chain import JobStatus
 from cod.cli.common import (
     download_result,
     load_settings,
@@ -28,12 +26,21 @@ from cod.cli.output import (
     fail,
     render,
 )
-from cod.jobs import JobClient, format_wei
-from cod.nodes import list_nodes
-from cod.queries import JobReader, parse_since
-from cod.views import STATUSES, JobDetail
+from cod.options import format_wei
+from cod.status import STATUSES
+
+if TYPE_CHECKING:  # the chain, the read side and rich load when a verb runs, not at start
+    from rich.table import Table
+
+    from cod.views import JobDetail
 
 Output = Annotated[OutputFormat, typer.Option("--output", help="table, json or yaml.")]
+
+
+def _grid() -> Table:
+    from rich.table import Table
+
+    return Table(box=None, pad_edge=False)
 
 
 def _short(text: str | None, wide: bool, keep: int = 14) -> str:
@@ -59,6 +66,8 @@ def job_list(
     output: Output = OutputFormat.table,
 ) -> None:
     """List jobs, newest first, from the chain (and the bridge's ledger, if configured)."""
+    from cod.queries import JobReader, parse_since
+
     settings = load_settings()
     if requester == "me":
         from eth_account import Account
@@ -68,7 +77,7 @@ def job_list(
     page = JobReader(settings).list(status, requester, since_ts, limit, offset, reverse, cursor)
 
     def table() -> None:
-        grid = Table(box=None, pad_edge=False)
+        grid = _grid()
         for column in ("ID", "REQUESTED", "STATUS", "EXIT", "IMAGE", "NODE", "RESULT"):
             grid.add_column(column, no_wrap=True)
         for job in page.jobs:
@@ -88,6 +97,8 @@ def job_list(
 
 def job_describe(job_id: int, output: Output = OutputFormat.table) -> None:
     """A job: on-chain state, spec, and the timeline merged from the chain and the bridge."""
+    from cod.queries import JobReader
+
     detail = JobReader(load_settings()).describe(job_id)
     render(detail, output, lambda: _describe_table(detail))
 
@@ -124,7 +135,7 @@ def _describe_table(job: JobDetail) -> None:
     console.print(json.dumps(job.spec, indent=2) if job.spec is not None else job.spec_text,
                   soft_wrap=True)
     console.print("\nTimeline:")
-    grid = Table(box=None, pad_edge=False)
+    grid = _grid()
     for column in ("TIME", "SOURCE", "EVENT", "DETAIL"):
         grid.add_column(column, no_wrap=column != "DETAIL")
     for entry in job.timeline:
@@ -175,6 +186,9 @@ def job_logs(
 
     Live logs of a running container are not available yet: while the job runs this says so,
     and with -f waits for the result."""
+    from bridge.chain import JobStatus
+    from cod.queries import JobReader
+
     settings = load_settings()
     reader = JobReader(settings)
     progress = reader.progress(job_id)
@@ -200,6 +214,9 @@ def job_get(
                           ] = None,
 ) -> None:
     """Download the job's result: stdout, stderr, exitCode and one folder per output."""
+    from bridge.chain import JobStatus
+    from cod.queries import JobReader
+
     settings = load_settings()
     reader = JobReader(settings, use_ledger=False)
     job = reader.read(job_id)
@@ -222,6 +239,8 @@ def job_cancel(
                                            "to the key right away.")] = True,
 ) -> None:
     """Cancel a job after its deadline (the contract's rule) and take the fee back."""
+    from cod.jobs import JobClient
+
     settings = load_settings(key=True)
     cancelled = JobClient(settings).cancel(job_id, withdraw)
     console.print(f"Job {job_id} cancelled (tx {cancelled.tx_hash})", soft_wrap=True)
@@ -233,11 +252,13 @@ def job_cancel(
 
 def node_list(output: Output = OutputFormat.table) -> None:
     """Live compute nodes: queues, capacity, load, and the data each holds."""
+    from cod.nodes import list_nodes
+
     settings = load_settings(contract=False)
     nodes = list_nodes(settings.broker_url)
 
     def table() -> None:
-        grid = Table(box=None, pad_edge=False)
+        grid = _grid()
         for column in ("ID", "QUEUES", "CPUS", "MEMORY", "GPUS", "RUNNING", "LOAD", "DATA",
                        "SEEN"):
             grid.add_column(column, no_wrap=True)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from bridge.config import BridgeSettings
 from cod.cli.common import load_settings
 from cod.cli.output import (
     ENVIRONMENT,
@@ -28,6 +27,7 @@ if TYPE_CHECKING:  # web3 is imported when a command runs, not when `cod` starts
     from web3.contract import Contract
 
     from bridge.chain import TxSender
+    from bridge.config import BridgeSettings
     from bridge.operators import OperatorStatus
 
 WEI_PER_ETH = 10**18

@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from bridge.config import BridgeSettings
 from cod.cli.output import ENVIRONMENT, OutputFormat, console, err, fail, render
 
 
@@ -22,12 +21,15 @@ def devstack(
     random_ports: Annotated[bool, typer.Option(help="Use free ports, not the defaults.")] = False,
     bridge: Annotated[bool, typer.Option(help="Start the bridge.")] = True,
     worker: Annotated[bool, typer.Option(help="Start an executor worker.")] = True,
+    nodes: Annotated[int, typer.Option(
+        min=1, help="Compute nodes (node-1 … node-N); more than one: each with its own Kubo, so "
+                    "jobs run where their data is pinned (cod data pin --node).")] = 1,
 ) -> None:
-    """Run the whole stack locally (anvil, Kubo, Redis, Docker, bridge, worker) until Ctrl-C."""
+    """Run the whole stack locally (anvil, Kubo, Redis, Docker, bridge, workers) until Ctrl-C."""
     from devstack.stack import DevStack, DevStackError
 
     stack = DevStack(state_dir, block_time=block_time, with_bridge=bridge, with_worker=worker,
-                     preferred_ports=not random_ports)
+                     preferred_ports=not random_ports, compute_nodes=nodes)
     stopping = False
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -42,6 +44,8 @@ def devstack(
         fail(str(exc), ENVIRONMENT)
     print(stack.exports(), end="")
     print(f"# logs in {stack.logs}; paste the lines above into another shell to use the stack")
+    for node_id, api in stack.node_ipfs_apis.items():
+        print(f"# {node_id}: worker on Kubo {api} (pin data there: cod data pin --node {node_id})")
     print("devstack ready", flush=True)
     try:
         while not stopping:
@@ -58,6 +62,7 @@ def devstack(
 def bridge_cmd() -> None:
     """Run the bridge: listen for requests, dispatch them, submit results."""
     from bridge.chain import ChainError
+    from bridge.config import BridgeSettings
     from bridge.logs import configure
     from bridge.service import Bridge
 
@@ -96,6 +101,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 300,
 ) -> None:
     """Run the two-stage chained job from a contract against a running stack."""
+    from bridge.config import BridgeSettings
     from devstack.demo import SAMPLE_TEXT, PipelineFailed, run_pipeline
 
     text = text_file.read_text() if text_file else SAMPLE_TEXT
@@ -130,6 +136,7 @@ def contracts_deploy(
     Operators are open: each bridge registers its own key with a stake (`cod operator
     register`)."""
     from bridge.chain import ChainError, TxSender, connect
+    from bridge.config import BridgeSettings
 
     settings = BridgeSettings()
     try:
@@ -152,6 +159,8 @@ def config_show(
 
     Keys are never printed: the addresses they sign for are."""
     from eth_account import Account
+
+    from bridge.config import BridgeSettings
 
     settings = BridgeSettings()
     data: dict[str, object] = {}

@@ -20,20 +20,47 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-import yaml
-from rich.console import Console
-from rich.markup import escape
 
-from cod.views import View
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cod.views import View
 
 OK, JOB_FAILED, USAGE, ENVIRONMENT, REFUSED, STILL_RUNNING, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
-_width = None if sys.stdout.isatty() else 120
-console = Console(width=_width, highlight=False, soft_wrap=False)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120, highlight=False)
+
+class LazyConsole:
+    """A rich `Console` made on first use: importing rich costs ~50 ms that `--help` and
+    `--dry-run` need not pay. Attributes are the console's."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def _get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            width = None if stream.isatty() else 120
+            if self._stderr:
+                self._console = Console(stderr=True, width=width, highlight=False)
+            else:
+                self._console = Console(width=width, highlight=False, soft_wrap=False)
+        return self._console
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self._get().print(*objects, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
+console = LazyConsole()
+err = LazyConsole(stderr=True)
 
 
 class OutputFormat(StrEnum):
@@ -60,6 +87,8 @@ def fail(message: str, code: int) -> NoReturn:
 def render(data: View | Sequence[View] | dict[str, Any], fmt: OutputFormat,
            table: Callable[[], None]) -> None:
     """Print `data` as JSON or YAML, or call `table` to print it for people."""
+    from cod.views import View
+
     if fmt == OutputFormat.table:
         table()
         return
@@ -72,6 +101,8 @@ def render(data: View | Sequence[View] | dict[str, Any], fmt: OutputFormat,
     if fmt == OutputFormat.json:
         print(json.dumps(plain, indent=2))
     else:
+        import yaml
+
         print(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True), end="")
 
 
@@ -123,6 +154,8 @@ def report(exc: BaseException) -> int:
         import traceback
 
         traceback.print_exception(exc)
+    from rich.markup import escape
+
     code, message = classify(exc)
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return code

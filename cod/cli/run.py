@@ -10,7 +10,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,19 +22,10 @@ from cod.cli.common import (
     wait_for,
 )
 from cod.cli.output import USAGE, console, err, fail
-from cod.jobfile import JobDraft, finish, parse_job_document, parse_template_vars
-from cod.jobs import (
-    MAX_REPLICAS,
-    MIN_LEASE,
-    JobClient,
-    format_wei,
-    parse_fee,
-    request_options,
-    validate_spec,
-)
-from cod.queries import JobReader
-from cod.templates import CID_MARK
-from cod.views import iso
+from cod.options import MAX_REPLICAS, MIN_LEASE, format_wei, parse_fee, request_options, validate_spec
+
+if TYPE_CHECKING:  # the spec, the chain and the read side load when a verb runs, not at start
+    from cod.jobfile import JobDraft
 
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job to finish.")]
 IdOnly = Annotated[bool, typer.Option("--id-only", help="Print only the job id.")]
@@ -146,6 +137,9 @@ def docker_fields(image: str, command: list[str], inputs: list[str], outputs: li
 
 def submit(draft: JobDraft, options: Submit, base_dir: Path) -> None:
     """Check, resolve local inputs, then print (dry run) or request and follow the job."""
+    from cod.jobfile import finish
+    from cod.templates import CID_MARK
+
     try:
         request = request_options(
             options.replicas if options.replicas is not None else draft.replicas or 1,
@@ -160,11 +154,14 @@ def submit(draft: JobDraft, options: Submit, base_dir: Path) -> None:
                  "(use ipfs://CID, https://URL or an existing local path)", USAGE)
     # a local input not yet added to IPFS stands as the placeholder CID while the spec is checked
     validate_spec(finish(_with_sources(draft, {i: f"ipfs://{CID_MARK}" for i in local})))
-    settings = load_settings(contract=not options.dry_run, key=not options.dry_run)
+    # a dry run over no local input needs no setting (and skips loading pydantic-settings)
+    settings = (load_settings(contract=not options.dry_run, key=not options.dry_run)
+                if local or not options.dry_run else None)
     fee = parse_fee(options.fee) if options.fee is not None else None
     if local:
         from protocol.ipfs import KuboClient
 
+        assert settings is not None
         kubo = KuboClient(settings.ipfs_api)
         added = {}
         for index in local:
@@ -178,8 +175,13 @@ def submit(draft: JobDraft, options: Submit, base_dir: Path) -> None:
     text = validate_spec(spec)
     if options.dry_run:
         print(json.dumps(json.loads(text), indent=2))
-        err.print(f"request: {request.describe()}", soft_wrap=True, markup=False)
+        print(f"request: {request.describe()}", file=sys.stderr)  # plain: rich is not loaded
         return
+    from cod.jobs import JobClient
+    from cod.queries import JobReader
+    from cod.views import iso
+
+    assert settings is not None
     client = JobClient(settings)
     requested = client.request(spec, fee, replicas=request.replicas, lease_s=request.lease_s,
                                claimers=request.claimers)
@@ -213,6 +215,8 @@ def submit(draft: JobDraft, options: Submit, base_dir: Path) -> None:
 
 
 def _with_sources(draft: JobDraft, sources: dict[int, str]) -> JobDraft:
+    from cod.jobfile import JobDraft
+
     fields = dict(draft.fields)
     fields["inputs"] = [dict(item, source=sources[i]) if i in sources else item
                         for i, item in enumerate(fields.get("inputs", []))]
@@ -254,6 +258,8 @@ def docker_run(
     lease: Lease = 0, claimer: Claimer = None,
 ) -> None:
     """Run a Docker image as a job: `cod docker run IMAGE -- CMD ARGS…`."""
+    from cod.jobfile import JobDraft
+
     fields = docker_fields(image, command or [], input or [], output or [], env or [], cpu,
                            memory, disk, gpu, network, timeout, entrypoint, workdir)
     submit(JobDraft(fields=fields, kind="cod"),
@@ -277,6 +283,8 @@ def wasm_run(
     lease: Lease = 0, claimer: Claimer = None,
 ) -> None:
     """Run a WebAssembly (WASI) module as a job: `cod wasm run MODULE -- ARGS…`."""
+    from cod.jobfile import JobDraft
+
     source = module if module.startswith("ipfs://") or Path(module).exists() else f"ipfs://{module}"
     if not source.startswith("ipfs://"):
         from protocol.ipfs import KuboClient
@@ -305,6 +313,8 @@ def job_run(
     lease: Lease = 0, claimer: Claimer = None,
 ) -> None:
     """Run a job file. Local input paths are relative to the file and added to IPFS."""
+    from cod.jobfile import parse_job_document, parse_template_vars
+
     if file == "-":
         text, base = sys.stdin.read(), Path.cwd()
     else:

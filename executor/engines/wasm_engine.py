@@ -194,9 +194,12 @@ def _preopens(mounts: list[Mount], views: Path) -> list[tuple[Path, str, bool]]:
 
 
 def _views_dir(request: RunRequest) -> Path:
-    """Next to the first file input (its volume: views hold hard links, not copies)."""
+    """Next to the first file input (its volume: views hold hard links, not copies), unless that
+    is read-only (the node's input cache, shared by jobs): then in the job directory (copies)."""
     for mount in request.mounts:
         if mount.read_only and not mount.host.is_dir():
+            if not os.access(mount.host.parent, os.W_OK):
+                break
             return mount.host.parent / ".wasm-view"
     return request.job_dir / "wasm-view"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,9 @@ class FakeTasks:
     def send(self, task_id: str, queue: str, job_key: str, spec: str) -> None:
         self.sent.append(Sent(task_id, queue, job_key, spec))
 
+    def sending(self) -> AbstractContextManager[FakeTasks]:
+        return nullcontext(self)
+
     def result(self, task_id: str) -> FakeResult:
         return self.results.setdefault(task_id, FakeResult())
 
@@ -184,6 +188,7 @@ class FakeChain:
     timestamp: int = 1_700_000_000
     jobs: dict[int, OnChainJob] = field(default_factory=dict)
     reads: int = 0
+    batch_reads: int = 0  # read_jobs calls (one round trip each)
     claimers: dict[int, set[str]] = field(default_factory=dict)  # restricted requests
     slots: dict[int, list[ReplicaSlot]] = field(default_factory=dict)  # replicated jobs
     lapsed: set[tuple[int, str]] = field(default_factory=set)  # (job id, operator) barred
@@ -196,6 +201,10 @@ class FakeChain:
     def read_job(self, job_id: int) -> OnChainJob:
         self.reads += 1
         return self.jobs.get(job_id, OnChainJob(JobStatus.NONE))
+
+    def read_jobs(self, job_ids: list[int]) -> dict[int, OnChainJob]:
+        self.batch_reads += 1
+        return {job_id: self.jobs.get(job_id, OnChainJob(JobStatus.NONE)) for job_id in job_ids}
 
     def request(self, job_id: int, *, status: JobStatus = JobStatus.REQUESTED,
                 deadline: int = DEADLINE, requester: str = REQUESTER, fee: int = FEE,
@@ -284,6 +293,9 @@ class FakeTxm:
 
     def get(self, tx_id: int) -> Transaction | None:
         return next((tx for tx in self.txs if tx.id == tx_id), None)
+
+    def get_many(self, tx_ids: list[int]) -> dict[int, Transaction]:
+        return {tx.id: tx for tx in self.txs if tx.id in set(tx_ids)}
 
     def mine(self, tx: Transaction, succeeded: bool, block: int = 100) -> None:
         tx.status = TxStatus.CONFIRMED

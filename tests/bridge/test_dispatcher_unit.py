@@ -194,6 +194,21 @@ def test_a_result_signed_by_a_registered_node_is_recorded_as_executed(ledger: Le
         CID, 3, 2.5, None)
 
 
+def test_collecting_pushed_tasks_looks_at_those_jobs_only(ledger: Ledger, key: NodeKey) -> None:
+    tasks = FakeTasks()
+    d = dispatcher(ledger, tasks, FakeBoard([node("node-a")]), key)
+    first, second = dispatched(ledger, tasks, d, 1), dispatched(ledger, tasks, d, 2)
+    for task_id, job_id in ((first, 1), (second, 2)):
+        tasks.finish(task_id, "SUCCESS", key.outcome(task_id, job(ledger, job_id)))
+
+    assert d.collect({second, "a-task-of-no-job"}) == 1  # the push named the second one only
+    assert (job(ledger, 1).state, job(ledger, 2).state) == (JobState.DISPATCHED,
+                                                            JobState.EXECUTED)
+    assert d.collect(set()) == 0
+    assert d.collect() == 1  # the sweep finds the first one all the same
+    assert job(ledger, 1).state == JobState.EXECUTED
+
+
 def test_a_signed_failed_outcome_rejects_the_job_with_its_reason(ledger: Ledger,
                                                                  key: NodeKey) -> None:
     tasks = FakeTasks()

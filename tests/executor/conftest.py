@@ -16,6 +16,7 @@ from devstack.stack import DevStack
 from executor.config import WorkerSettings
 from executor.runner import JobRunner
 from executor.tasks import build_runner
+from executor.volumes import clean_work_dir
 from protocol.ipfs import KuboClient
 from protocol.outcome import JobOutcome
 from protocol.spec import JobSpec
@@ -58,10 +59,16 @@ RunnerFactory = Callable[..., JobRunner]
 
 
 @pytest.fixture
-def make_runner(services: DevStack, tmp_path: Path) -> RunnerFactory:
+def make_runner(services: DevStack, tmp_path: Path) -> Iterator[RunnerFactory]:
+    made: list[JobRunner] = []
+
     def make(**overrides: Any) -> JobRunner:
-        return build_runner(worker_settings(services, tmp_path / "work", **overrides))
-    return make
+        made.append(build_runner(worker_settings(services, tmp_path / "work", **overrides)))
+        return made[-1]
+    yield make
+    for runner in made:  # as a worker's shutdown and next start do: nothing is left mounted
+        runner.close()
+    clean_work_dir(tmp_path / "work")
 
 
 @pytest.fixture

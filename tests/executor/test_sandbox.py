@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -95,8 +96,12 @@ def test_output_past_its_cap_fails_clearly_and_the_node_keeps_working(
     assert outcome.status == "failed"
     assert outcome.reason == ("output exceeded the cap of 8388608 bytes (resources.disk); "
                               "nothing was published")
-    with open("/proc/self/mountinfo") as mounts:
-        assert str(tmp_path / "work") not in mounts.read()  # its filesystem is gone
+    with open("/proc/self/mountinfo") as mounts:  # its filesystem is gone, or wiped and pooled
+        left = [m for m in mounts.read().splitlines() if str(tmp_path / "work") in m]
+    assert all("/volume-pool/" in m for m in left)
+    pooled = [Path(m.split()[4]) for m in left]
+    assert all(sorted(os.listdir(p)) == ["lost+found", "result"] for p in pooled)
+    assert all(os.listdir(p / "result") == [] for p in pooled)
     after = run(runner, sh("echo fine > /outputs/f", resources={"disk": "8Mi"}))
     assert result(kubo, after.result_cid, "outputs/f") == "fine\n"
 

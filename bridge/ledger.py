@@ -292,16 +292,7 @@ class Ledger:
             for number, block_hash in blocks.items():
                 s.merge(SeenBlock(chain_id=chain_id, contract=contract, block_number=number,
                                   block_hash=block_hash))
-            s.execute(delete(SeenBlock).where(
-                SeenBlock.chain_id == chain_id, SeenBlock.contract == contract,
-                SeenBlock.block_number < end_block - RECENT_BLOCKS_KEPT))
-            checkpoint = s.get(Checkpoint, (chain_id, contract))
-            if checkpoint is None:
-                s.add(Checkpoint(chain_id=chain_id, contract=contract, block_number=end_block,
-                                 block_hash=blocks[end_block]))
-            else:
-                checkpoint.block_number = end_block
-                checkpoint.block_hash = blocks[end_block]
+            _advance_checkpoint(s, chain_id, contract, blocks, end_block)
         return new
 
     def record_block_range_bulk(
@@ -814,6 +805,12 @@ def _insert_block_range(s: Session, chain_id: int, contract: str, jobs: Sequence
     connection.execute(insert(Base.metadata.tables[SeenBlock.__tablename__]), [
         {"chain_id": chain_id, "contract": contract, "block_number": n, "block_hash": blocks[n]}
         for n in numbers])
+    _advance_checkpoint(s, chain_id, contract, blocks, end_block)
+
+
+def _advance_checkpoint(s: Session, chain_id: int, contract: str, blocks: dict[int, str],
+                        end_block: int) -> None:
+    """Forget block hashes older than `RECENT_BLOCKS_KEPT`; the checkpoint moves to `end_block`."""
     s.execute(delete(SeenBlock).where(
         SeenBlock.chain_id == chain_id, SeenBlock.contract == contract,
         SeenBlock.block_number < end_block - RECENT_BLOCKS_KEPT))
